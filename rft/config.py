@@ -1,0 +1,328 @@
+"""Typed schemas for every configuration group, registered in Hydra's ConfigStore.
+
+`conf/config.yaml` starts its defaults list with `rft_schema`, so every YAML file and every
+command-line override is merged into these dataclasses: an unknown key, a wrong type or a value
+outside an Enum fails at composition time, naming the key (OmegaConf's `full_key`). Checks that
+span several keys live in `validate()`, which `rft.launch` runs before Ray starts.
+
+No `_target_` is ever instantiated: configuration selects project code by name (task, reward,
+algorithm, engine), so a YAML file or an override cannot import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration that composes but cannot run; the message names the key."""
+
+
+class StageName(str, Enum):
+    ans_sft = "ans_sft"
+    cot_sft = "cot_sft"
+    rl = "rl"
+    zero = "zero"
+    reason_rft = "reason_rft"
+
+
+class Engine(str, Enum):
+    vllm = "vllm"
+    hf = "hf"
+
+
+class Arch(str, Enum):
+    qwen2vl = "qwen2vl"
+    qwen25vl = "qwen25vl"
+
+
+class BoxFormat(str, Enum):
+    norm1000 = "norm1000"  # Qwen2-VL: 0-1000 normalised
+    abs = "abs"  # Qwen2.5-VL: absolute pixels of the resized image
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    auto = "auto"  # bfloat16 on GPU, float32 on CPU
+
+
+class Attention(str, Enum):
+    sdpa = "sdpa"
+    eager = "eager"
+    flash_attention_2 = "flash_attention_2"
+
+
+class PromptStyle(str, Enum):
+    auto = "auto"  # follows the stage: ans for ans_sft, cot otherwise
+    zero_shot = "zero_shot"
+    cot = "cot"
+    ans = "ans"
+
+
+class KLEstimator(str, Enum):
+    k1 = "k1"
+    k2 = "k2"
+    k3 = "k3"
+
+
+class Aggregation(str, Enum):
+    seq_mean_token_mean = "seq_mean_token_mean"  # GRPO as the seeds run it
+    token_mean = "token_mean"  # DAPO
+    seq_sum_norm = "seq_sum_norm"  # Dr.GRPO
+
+
+class Advantage(str, Enum):
+    grpo = "grpo"
+    dr_grpo = "dr_grpo"
+
+
+class ResumeMode(str, Enum):
+    auto = "auto"  # continue from the latest checkpoint of this run folder, if any
+    never = "never"
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    # Options for the task's synthetic generator (rft.data.synth), e.g. min_objects.
+    synth: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None  # null: the task's synthetic data, built and cached locally
+    test_id: str | None = None
+    test_ood: str | None = None
+    image_root: str | None = None  # default: the folder of each data file
+    format: str = "auto"  # auto | meta_json | jsonl | hf_disk | sharegpt
+    max_bad_fraction: float = 0.05
+    synth_n_train: int = 2000
+    synth_n_test: int = 200
+    synth_seed: int = 0
+    synth_image_size: int = 112
+    limit_train: int | None = None  # use only the first N training records
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    path: str = MISSING  # local folder, `tiny:<arch>[:size]`, or a hub id
+    arch: Arch = Arch.qwen2vl
+    dtype: DType = DType.auto
+    attn_implementation: Attention = Attention.sdpa
+    min_pixels: int = 3136
+    max_pixels: int = 480000
+    box_format: BoxFormat = BoxFormat.norm1000
+    gradient_checkpointing: bool = True
+    freeze_vision: bool = True
+
+
+@dataclass
+class StageConfig:
+    name: StageName = MISSING
+    sft_samples: int = 1600  # reason_rft: records for stage 1 (COT-SFT)
+    rl_data: str = "rest"  # reason_rft stage 2: rest | all
+
+
+@dataclass
+class SFTConfig:
+    lr: float = 1e-5
+    scheduler: str = "cosine"
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    batch_size: int = 8
+    epochs: int = 1
+    max_steps: int | None = None  # overrides epochs when set
+    eval_fraction: float = 0.05  # held-out share of the SFT data for loss
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RewardConfig:
+    name: str = MISSING
+    weights: dict[str, float] = field(default_factory=dict)
+    num_workers: int = 0  # >0: score in a process pool
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. numeric_equivalence: true
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "grpo"
+    num_generations: int = 8
+    lr: float = 1e-6
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    beta: float = 0.04
+    kl_estimator: KLEstimator = KLEstimator.k3
+    advantage: Advantage = Advantage.grpo
+    aggregation: Aggregation = Aggregation.seq_mean_token_mean
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    dynamic_sampling: bool = False
+    max_refill_rounds: int = 3
+    ppo_epochs: int = 1
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RolloutConfig:
+    engine: Engine = Engine.vllm
+    num_workers: int = 1
+    max_tokens: int = 512
+    temperature: float = 0.9
+    top_p: float = 0.9
+    top_k: int = 50
+    max_model_len: int = 4096
+    enforce_eager: bool = True
+    kv_cache_gb: int = 1  # vLLM CPU: VLLM_CPU_KVCACHE_SPACE
+    gpu_memory_utilization: float = 0.4
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_restarts: int = 2
+
+
+@dataclass
+class LearnerConfig:
+    num_workers: int = 1
+    zero_stage: int = 3
+    micro_batch_tokens: int = 8192
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    max_bad_updates: int = 3  # NaN/inf updates in a row before the run stops
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 100
+    seed: int = 42
+    save_every: int = 50
+    keep_last: int = 2
+    prompts_per_step: int = 14
+    resume: ResumeMode = ResumeMode.auto
+    eval_every: int = 0
+    log_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None  # null: start a local Ray; "auto" or host:port to attach
+    colocate: bool = False
+    num_cpus: int | None = None
+    placement_timeout_s: float = 60.0
+    job_cpus: float = 1.0
+    job_gpus: float = 0.0
+
+
+@dataclass
+class TrackingConfig:
+    sinks: list[str] = field(default_factory=lambda: ["jsonl", "mlflow"])
+    mlflow_uri: str | None = None  # null: sqlite:///<outputs_root>/mlflow.db
+    experiment: str = "rft"
+    wandb_project: str = "rft"
+    wandb_mode: str = "offline"
+
+
+@dataclass
+class EvalConfig:
+    splits: list[str] = field(default_factory=lambda: ["id", "ood"])
+    prompt: PromptStyle = PromptStyle.auto
+    temperature: float = 0.1
+    top_p: float = 0.9
+    top_k: int = 50
+    max_tokens: int = 768
+    greedy: bool = False
+    checkpoints: list[str] = field(default_factory=list)
+    limit: int | None = None  # evaluate only the first N records of each split
+
+
+@dataclass
+class RFTConfig:
+    task: TaskConfig = MISSING
+    model: ModelConfig = MISSING
+    stage: StageConfig = MISSING
+    reward: RewardConfig = MISSING
+    algo: AlgoConfig = MISSING
+    rollout: RolloutConfig = MISSING
+    learner: LearnerConfig = MISSING
+    cluster: ClusterConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    eval: EvalConfig = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    outputs_root: str = "outputs"
+    run_name: str | None = None
+
+
+def _abspath(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def register_schemas() -> None:
+    """Register the schema and the `rft.abspath` resolver (idempotent)."""
+    ConfigStore.instance().store(name="rft_schema", node=RFTConfig)
+    if not OmegaConf.has_resolver("rft.abspath"):
+        OmegaConf.register_new_resolver("rft.abspath", _abspath)
+
+
+register_schemas()
+
+VALID_ZERO_STAGES = (2, 3)
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _reject_targets(node: Any, path: str = "") -> None:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            full = f"{path}.{key}" if path else str(key)
+            _require(key != "_target_", full, "`_target_` is not allowed: rft selects its own code by name")
+            _reject_targets(node._get_node(key), full)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Cross-key checks that the schemas cannot express. Raises ConfigError naming the key."""
+    from rft.rewards import REWARD_NAMES
+    from rft.tasks import TASK_NAMES
+
+    _reject_targets(cfg)
+    _require(cfg.task.name in TASK_NAMES, "task.name", f"unknown task {cfg.task.name!r}; valid: {', '.join(TASK_NAMES)}")
+    for name, weight in cfg.reward.weights.items():
+        _require(name in REWARD_NAMES, f"reward.weights.{name}", f"unknown reward; valid: {', '.join(REWARD_NAMES)}")
+    _require(len(cfg.reward.weights) > 0, "reward.weights", "at least one reward is needed")
+    _require(cfg.learner.zero_stage in VALID_ZERO_STAGES, "learner.zero_stage", f"must be one of {VALID_ZERO_STAGES}")
+    _require(cfg.learner.num_workers >= 1, "learner.num_workers", "must be >= 1")
+    _require(cfg.rollout.num_workers >= 1, "rollout.num_workers", "must be >= 1")
+    _require(cfg.algo.num_generations >= 2, "algo.num_generations", "GRPO needs at least 2 completions per prompt")
+    _require(cfg.algo.ppo_epochs >= 1, "algo.ppo_epochs", "must be >= 1")
+    _require(cfg.algo.beta >= 0, "algo.beta", "must be >= 0")
+    _require(cfg.algo.lr > 0, "algo.lr", "must be > 0")
+    _require(cfg.trainer.max_steps >= 1, "trainer.max_steps", "must be >= 1")
+    _require(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step", "must be >= 1")
+    _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
+    _require(cfg.stage.rl_data in ("rest", "all"), "stage.rl_data", "must be 'rest' or 'all'")
+    _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
+    _require(cfg.sft.scheduler in ("cosine", "linear", "constant"), "sft.scheduler", "must be cosine, linear or constant")
+    _require(cfg.algo.lr_scheduler in ("cosine", "linear", "constant"), "algo.lr_scheduler", "must be cosine, linear or constant")
+    for sink in cfg.tracking.sinks:
+        _require(sink in ("jsonl", "mlflow", "wandb"), "tracking.sinks", f"unknown sink {sink!r}; valid: jsonl, mlflow, wandb")
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved configuration as plain Python values (Enums as their names)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

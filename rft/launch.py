@@ -1,0 +1,38 @@
+"""The entry point: `python -m rft.launch [group=option ...] [key=value ...]`.
+
+Composes and validates the configuration (before Ray starts), resolves the model, then hands
+the run to the stage runner in `rft.trainer`. `-m` runs a sweep; with
+`hydra/launcher=ray_jobs` every point is its own Ray Job. `--help` lists the groups.
+
+The function returns the run's final metric so Hydra sweepers (e.g. Optuna) can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from rft.config import validate
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("rft")
+
+
+def run_dir_of_current_job() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir).resolve()
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    validate(cfg)
+    from rft.trainer import run
+
+    return run(cfg, run_dir_of_current_job())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""`LearnerWorker`: one DeepSpeed rank (a Ray actor) holding the policy, optionally a reference
+model, the processor and the optimizer. SFT and RL share it; only the loss differs.
+
+Each rank sets up `torch.distributed` itself (gloo on CPU, NCCL on GPU) and then DeepSpeed
+(ZeRO-2 or ZeRO-3). The controller drives it call by call: `logprobs`, `train_rl`, `train_sft`,
+`export_weights`, `save`, `load`. Every rank runs the same number of micro-batches per call
+(ZeRO-3 gathers parameters collectively), padding with zero-weight repeats where its shard is
+shorter. Gradient accumulation is caller-owned (`managed_gradient_accumulation: false`): one
+`backward` per micro-batch, one `step` per update.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rft.learner.batch import FeatureCache, MicroBatch, TrainSample, collate, sequence_length, split_by_token_budget
+
+log = logging.getLogger(__name__)
+ADDITIVE_METRICS = {"loss", "pg_loss"}
+
+
+@dataclass
+class LearnerSettings:
+    model_path: str
+    min_pixels: int
+    max_pixels: int
+    zero_stage: int = 3
+    dtype: str = "auto"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+    freeze_vision: bool = True
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    total_steps: int = 1
+    max_grad_norm: float = 1.0
+    micro_batch_tokens: int = 8192
+    need_reference: bool = False
+    backend: str = "auto"
+    seed: int = 0
+
+
+def _lr_lambda(kind: str, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return factor
+
+
+def deepspeed_config(settings: LearnerSettings, with_optimizer: bool = True) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": settings.zero_stage, "overlap_comm": False}
+    if settings.zero_stage == 3:
+        zero.update(stage3_gather_16bit_weights_on_model_save=True, stage3_param_persistence_threshold=0)
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "zero_optimization": zero,
+        "bf16": {"enabled": settings.dtype == "bfloat16"},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+    if with_optimizer:
+        config["gradient_clipping"] = settings.max_grad_norm
+        config["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": settings.lr, "weight_decay": settings.weight_decay, "betas": [0.9, 0.999], "eps": 1e-8, "torch_adam": True},
+        }
+    return config
+
+
+class LearnerWorker:
+    """Plain class; `rft.learner.group` wraps it with `ray.remote` and places it."""
+
+    def __init__(self, rank: int, world_size: int, settings: LearnerSettings):
+        self.rank = rank
+        self.world_size = world_size
+        self.settings = settings
+        self.engine = None
+        self.ref_engine = None
+
+    # ---- set-up -------------------------------------------------------------------------
+    def address(self) -> tuple[str, int]:
+        import socket
+
+        import ray
+
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            port = sock.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, master_addr: str, master_port: int) -> dict[str, Any]:
+        os.environ.update(
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+            RANK=str(self.rank),
+            LOCAL_RANK="0",
+            WORLD_SIZE=str(self.world_size),
+        )
+        on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            os.environ["DS_ACCELERATOR"] = "cpu"
+        import deepspeed
+
+        backend = self.settings.backend if self.settings.backend != "auto" else ("nccl" if on_gpu else "gloo")
+        deepspeed.init_distributed(dist_backend=backend)
+        torch.manual_seed(self.settings.seed)
+        self.dtype = self.settings.dtype if self.settings.dtype != "auto" else ("bfloat16" if on_gpu else "float32")
+        self.settings.dtype = self.dtype
+        self.device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+        model, self.processor = self._load_policy()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
+            opt, _lr_lambda(self.settings.lr_scheduler, self.settings.warmup_steps, self.settings.total_steps)
+        )
+        self.engine, *_ = deepspeed.initialize(
+            model=model, model_parameters=trainable, config=deepspeed_config(self.settings), lr_scheduler=scheduler
+        )
+        if self.settings.need_reference:
+            self.ref_engine = self._load_reference(deepspeed)
+        self.features = FeatureCache(self.processor, self.engine.module)
+        self.pad_id = self.processor.tokenizer.pad_token_id or 0
+        return {"rank": self.rank, "trainable_params": sum(p.numel() for p in trainable), "backend": backend}
+
+    def _load_policy(self):
+        from rft.models.loading import load_model, load_processor
+
+        model = load_model(
+            self.settings.model_path,
+            dtype=self.dtype,
+            attn_implementation=self.settings.attn_implementation,
+            gradient_checkpointing=self.settings.gradient_checkpointing,
+            freeze_vision=self.settings.freeze_vision,
+        )
+        processor = load_processor(self.settings.model_path, min_pixels=self.settings.min_pixels, max_pixels=self.settings.max_pixels)
+        return model, processor
+
+    def _load_reference(self, deepspeed):
+        from rft.models.loading import load_model
+
+        ref = load_model(self.settings.model_path, dtype=self.dtype, attn_implementation=self.settings.attn_implementation)
+        ref.eval().requires_grad_(False)
+        if self.settings.zero_stage == 3:  # partition the reference too; it takes part in the same collectives
+            engine, *_ = deepspeed.initialize(model=ref, config=deepspeed_config(self.settings, with_optimizer=False))
+            return engine
+        return ref.to(self.device)
+
+    # ---- micro-batching -----------------------------------------------------------------
+    def _micro_batches(self, samples: list[TrainSample]) -> list[tuple[MicroBatch, float]]:
+        """This rank's micro-batches, padded to the count of the busiest rank (weight 0)."""
+        import torch.distributed as dist
+
+        feats = [self.features.get(s.prompt) for s in samples]
+        lengths = [sequence_length(f, s) for f, s in zip(feats, samples)]
+        groups = split_by_token_budget(samples, lengths, self.settings.micro_batch_tokens) if samples else []
+        count = torch.tensor([len(groups)], device=self.device)
+        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        batches = [(collate([samples[i] for i in g], [feats[i] for i in g], self.pad_id), 1.0) for g in groups]
+        if not batches and count.item() > 0:
+            raise RuntimeError(f"learner rank {self.rank} got an empty shard; the controller must give every rank samples")
+        while len(batches) < count.item():
+            batches.append((batches[0][0], 0.0))
+        return batches
+
+    def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False):
+        from rft.algo import entropy_from_logits, token_logprobs
+
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs().items()}
+        logits = module(**inputs, use_cache=False).logits
+        comp_logits = batch.completion_logits(logits)
+        logp = token_logprobs(comp_logits, batch.completion_ids.to(self.device))
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = entropy_from_logits(comp_logits.detach())
+        return logp, entropy
+
+    # ---- calls from the controller ------------------------------------------------------
+    @torch.no_grad()
+    def logprobs(self, samples: list[TrainSample], which: str = "policy") -> list[list[float]]:
+        """Per-token log-probs of each sample's completion under the policy or the reference."""
+        module = self.engine if which == "policy" else self.ref_engine
+        if module is None:
+            raise RuntimeError("no reference model: it exists only when algo.beta > 0")
+        was_training = module.training
+        module.eval()
+        out: list[list[float]] = []
+        for batch, weight in self._micro_batches(samples):
+            logp, _ = self._forward_logprobs(module, batch)
+            if weight > 0:
+                for row, sample in enumerate(batch.samples):
+                    out.append(logp[row, : len(sample.completion_ids)].float().cpu().tolist())
+        module.train(was_training)
+        return out
+
+    def train_rl(self, samples: list[TrainSample], loss_kwargs: dict[str, Any], totals: dict[str, float]) -> dict[str, float]:
+        """One optimizer update with the clipped policy loss over this rank's shard."""
+        from rft.algo import policy_loss
+
+        def loss_fn(batch: MicroBatch, logp, entropy):
+            advantages = torch.tensor([s.advantage for s in batch.samples], dtype=torch.float32, device=logp.device)
+            old = batch.per_token([s.old_logprobs for s in batch.samples]) if batch.samples[0].old_logprobs is not None else None
+            ref = batch.per_token([s.ref_logprobs for s in batch.samples]) if batch.samples[0].ref_logprobs is not None else None
+            return policy_loss(
+                logp, _to(old, logp), advantages, batch.completion_mask.to(logp.device), _to(ref, logp),
+                entropy=entropy, **loss_kwargs, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
+            )
+
+        return self._update(samples, loss_fn, with_entropy=True)
+
+    def train_sft(self, samples: list[TrainSample], totals: dict[str, float]) -> dict[str, float]:
+        """One optimizer update with token-mean cross-entropy on the completion (assistant) tokens."""
+
+        def loss_fn(batch: MicroBatch, logp, _entropy):
+            mask = batch.completion_mask.to(logp.device)
+            loss = -(logp * mask).sum() / totals["tokens"]
+            return loss, {"loss": loss.detach(), "tokens": mask.sum()}
+
+        return self._update(samples, loss_fn, with_entropy=False)
+
+    @torch.no_grad()
+    def eval_sft_loss(self, samples: list[TrainSample]) -> tuple[float, float]:
+        """(sum of token NLL, token count) on held-out samples."""
+        self.engine.eval()
+        total, tokens = 0.0, 0.0
+        for batch, weight in self._micro_batches(samples):
+            logp, _ = self._forward_logprobs(self.engine, batch)
+            mask = batch.completion_mask.to(logp.device)
+            total += weight * float(-(logp * mask).sum())
+            tokens += weight * float(mask.sum())
+        self.engine.train()
+        return total, tokens
+
+    def _update(self, samples, loss_fn, with_entropy: bool) -> dict[str, float]:
+        import torch.distributed as dist
+
+        self.engine.train()
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        bad = 0
+        used = 0
+        tokens = 0.0
+        for batch, weight in self._micro_batches(samples):
+            logp, entropy = self._forward_logprobs(self.engine, batch, with_entropy)
+            loss, metrics = loss_fn(batch, logp, entropy)
+            finite = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0], device=self.device)
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if finite.item() < 1.0:  # every rank skips this micro-batch's backward together
+                bad += 1
+                continue
+            # DeepSpeed averages gradients over ranks; the loss is normalised by global counts.
+            self.engine.backward(loss * weight * self.world_size, scale_wrt_gas=False)
+            used += 1
+            if weight > 0:
+                tokens += float(metrics.get("tokens", 0.0))
+                for key, value in metrics.items():
+                    # Losses are already normalised by global counts (they add up); the rest are
+                    # per-token means of this micro-batch, weighted by its tokens.
+                    scale = 1.0 if key in ADDITIVE_METRICS else float(metrics["tokens"])
+                    sums[key] = sums.get(key, 0.0) + float(value) * scale
+        stepped = used > 0 and bad == 0
+        if stepped:
+            self.engine.step()
+        elif used > 0:
+            # Part of the update is already accumulated; finish it so the next update starts clean,
+            # but at zero learning rate so that the partial, tainted gradient changes nothing.
+            self._step_without_update()
+        out = {k: v if k in ADDITIVE_METRICS else v / max(tokens, 1.0) for k, v in sums.items() if k != "tokens"}
+        out.update(
+            tokens=tokens,
+            nonfinite_microbatches=float(bad),
+            skipped_update=0.0 if stepped else 1.0,
+            grad_norm=float(self.engine.get_global_grad_norm() or 0.0) if stepped else float("nan"),
+            lr=float(self.engine.get_lr()[0]),
+            update_s=time.perf_counter() - start,
+        )
+        self.features.clear()
+        return out
+
+    def _step_without_update(self) -> None:
+        optimizer = self.engine.optimizer
+        saved = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0
+        self.engine.step()
+        for group, lr in zip(optimizer.param_groups, saved):
+            group["lr"] = lr
+
+    # ---- weights and checkpoints --------------------------------------------------------
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole model in checkpoint naming, on rank 0 (None elsewhere). Collective."""
+        from rft.models.loading import checkpoint_state_dict
+
+        module = self.engine.module
+        if self.settings.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+                state = {k: v.detach().to("cpu", copy=True) for k, v in checkpoint_state_dict(module).items()} if self.rank == 0 else None
+            return state
+        if self.rank != 0:
+            return None
+        return {k: v.detach().to("cpu", copy=True) for k, v in checkpoint_state_dict(module).items()}
+
+    def export_weights(self, folder: str) -> dict[str, float]:
+        """Write the current weights as safetensors (checkpoint naming) into `folder`. Collective."""
+        from rft.learner.export import write_safetensors
+
+        start = time.perf_counter()
+        state = self.full_state_dict()
+        size = write_safetensors(state, folder) if state is not None else 0
+        return {"bytes": float(size), "export_s": time.perf_counter() - start}
+
+    def save(self, folder: str) -> None:
+        """DeepSpeed state under `folder/deepspeed`, and on rank 0 an HF model under `folder/hf`."""
+        from rft.learner.export import write_hf_checkpoint
+
+        self.engine.save_checkpoint(os.path.join(folder, "deepspeed"), tag="state")
+        state = self.full_state_dict()
+        if state is not None:
+            write_hf_checkpoint(state, self.engine.module.config, self.processor, self.settings.model_path, os.path.join(folder, "hf"))
+
+    def load(self, folder: str) -> None:
+        path, _ = self.engine.load_checkpoint(os.path.join(folder, "deepspeed"), tag="state")
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed state in {folder}/deepspeed")
+
+
+def _to(x: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x.to(like.device)

@@ -1,0 +1,45 @@
+"""The records that cross the rollout boundary: prompts in, completions out.
+
+A `PromptItem` is built once per dataset record by the controller (the task's prompt template
+rendered through the model's chat template); a `Completion` is one sample for it, carrying the
+engine's token ids, text and sampling log-probs, and the weight version it was generated with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PromptItem:
+    uid: str  # the dataset record id
+    group: int  # index of this prompt within the step; its G completions share it
+    prompt_text: str  # chat template applied, generation prompt appended
+    images: list[str]  # absolute image paths, in the order of the prompt's image slots
+    solution: str = ""  # the reference answer, for rewards
+    reward_kwargs: dict[str, Any] = field(default_factory=dict)  # per-item extras (box format, sizes)
+
+
+@dataclass
+class SamplingSettings:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    max_tokens: int = 64
+    seed: int | None = None
+    greedy: bool = False
+
+
+@dataclass
+class Completion:
+    group: int
+    sample: int
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]  # sampling log-prob of each generated token
+    finish_reason: str  # "stop" | "length"
+    weight_version: int = 0
+    prompt_token_ids: list[int] = field(default_factory=list)
+    rewards: dict[str, float] = field(default_factory=dict)  # filled by the rollout worker

@@ -1,0 +1,161 @@
+"""Generation with vLLM (`rollout.engine=vllm`): the production engine, CPU build here.
+
+Images are passed as `multi_modal_data` and resized by vLLM's Qwen2-VL processor with the same
+`min_pixels`/`max_pixels` as the learner's processor (the seeds did not pass them to vLLM, so
+rollouts saw other resolutions than training did).
+
+Weight updates: vLLM repacks weights after loading, so a live `load_weights` cannot be used on
+CPU. `load_weights(folder)` reloads from safetensors in checkpoint naming via the workers'
+`reload_weights`, then drops the encoder and prefix caches (stale image embeddings otherwise
+survive an update, a recurring bug in other frameworks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from PIL import Image
+
+from rft.rollout.types import Completion, PromptItem, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+def _open_images(paths: list[str]) -> list[Image.Image]:
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(img.convert("RGB"))
+    return images
+
+
+def _vllm_input(item: PromptItem) -> dict[str, Any]:
+    request: dict[str, Any] = {"prompt": item.prompt_text}
+    if item.images:
+        images = _open_images(item.images)
+        request["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
+    return request
+
+
+def _retie_lm_head(worker) -> int:
+    """Runs inside each vLLM worker after a reload. With tied embeddings the checkpoint has no
+    `lm_head`, so the in-place reload skips it: the head keeps its old weights, and on CPU also
+    the old prepacked GEMM weights that vLLM built at load time. Point it at the new input
+    embedding and redo its post-load processing. Returns how many heads were refreshed."""
+    model = worker.model_runner.get_model()
+    text_config = worker.model_runner.model_config.hf_config.get_text_config()
+    if not getattr(text_config, "tie_word_embeddings", False):
+        return 0
+    refreshed = 0
+    for name, module in model.named_modules():
+        if name.split(".")[-1] != "lm_head":
+            continue
+        embed = model.get_submodule(name[: -len("lm_head")] + "model.embed_tokens")
+        if module.weight.data_ptr() != embed.weight.data_ptr():
+            module.weight.data.copy_(embed.weight.data)
+        module.quant_method.process_weights_after_loading(module)
+        refreshed += 1
+    return refreshed
+
+
+def _sampled_logprobs(output) -> list[float]:
+    if output.logprobs is None:
+        return []
+    return [step[token].logprob for token, step in zip(output.token_ids, output.logprobs)]
+
+
+class VLLMEngine:
+    """A vLLM `LLM` with the model's pixel budget; one per rollout actor."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        min_pixels: int,
+        max_pixels: int,
+        max_model_len: int = 4096,
+        max_images: int = 2,
+        dtype: str = "auto",
+        seed: int = 0,
+        enforce_eager: bool = True,
+        kv_cache_gb: int = 1,
+        gpu_memory_utilization: float = 0.4,
+        enable_sleep_mode: bool = False,
+    ):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))
+        # `_retie_lm_head` travels to the engine's workers as a function; vLLM's IPC (between
+        # processes of this actor only) needs pickle for that.
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            limit_mm_per_prompt={"image": max_images},
+            mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_sleep_mode=enable_sleep_mode,
+        )
+
+    def generate(self, items: list[PromptItem], sampling: SamplingSettings) -> list[Completion]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=0.0 if sampling.greedy else sampling.temperature,
+            top_p=1.0 if sampling.greedy else sampling.top_p,
+            top_k=-1 if sampling.greedy else sampling.top_k,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            logprobs=0,
+        )
+        outputs = self.llm.generate([_vllm_input(item) for item in items], params, use_tqdm=False)
+        completions = []
+        for item, request in zip(items, outputs):
+            for index, out in enumerate(request.outputs):
+                completions.append(
+                    Completion(
+                        group=item.group,
+                        sample=index,
+                        token_ids=list(out.token_ids),
+                        text=out.text,
+                        logprobs=_sampled_logprobs(out),
+                        finish_reason=out.finish_reason or "stop",
+                        prompt_token_ids=list(request.prompt_token_ids),
+                    )
+                )
+        return completions
+
+    def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
+        """Log-probs the engine assigns to a fixed completion of `item` (for sync checks).
+
+        The prompt goes in as unexpanded token ids (one `<|image_pad|>` per image): vLLM expands
+        image placeholders itself, also in token prompts, so expanded ids would be expanded twice.
+        """
+        from vllm import SamplingParams
+
+        unexpanded = self.llm.get_tokenizer().encode(item.prompt_text, add_special_tokens=False)
+        request = {k: v for k, v in _vllm_input(item).items() if k != "prompt"}
+        request["prompt_token_ids"] = unexpanded + list(completion_token_ids)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        out = self.llm.generate([request], params, use_tqdm=False)[0]
+        start = len(out.prompt_token_ids) - len(completion_token_ids)
+        scored = out.prompt_logprobs[start:]
+        return [step[token].logprob for token, step in zip(completion_token_ids, scored)]
+
+    def load_weights(self, folder: str) -> None:
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True})
+        self.llm.collective_rpc(_retie_lm_head)
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        self.llm.sleep(level=1)
+
+    def wake(self) -> None:
+        self.llm.wake_up()

@@ -1,0 +1,125 @@
+"""`RolloutWorker`: a Ray actor that owns one generation engine and scores what it generates.
+
+Rewards run here, next to generation and off the controller's critical path. The controller
+calls `generate`, `load_weights`, `score`, `sleep`/`wake` and `health`; the actor reports the
+weight version each completion was generated with.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rft.rollout.types import Completion, PromptItem, SamplingSettings
+
+
+@dataclass
+class EngineSettings:
+    engine: str  # vllm | hf
+    model_path: str
+    min_pixels: int
+    max_pixels: int
+    max_model_len: int = 4096
+    dtype: str = "auto"
+    seed: int = 0
+    enforce_eager: bool = True
+    kv_cache_gb: int = 1
+    gpu_memory_utilization: float = 0.4
+    enable_sleep_mode: bool = False
+
+
+def engine_dtype(dtype: str) -> str:
+    """`auto` is bfloat16 on GPU and float32 on CPU, as on the learners (the two must agree for
+    sampling log-probs to match the learner's)."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
+def build_engine(settings: EngineSettings):
+    kwargs = dict(
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+        dtype=engine_dtype(settings.dtype),
+        seed=settings.seed,
+    )
+    if settings.engine == "hf":
+        from rft.rollout.hf_engine import HFEngine
+
+        return HFEngine(settings.model_path, **kwargs)
+    from rft.rollout.vllm_engine import VLLMEngine
+
+    return VLLMEngine(
+        settings.model_path,
+        max_model_len=settings.max_model_len,
+        enforce_eager=settings.enforce_eager,
+        kv_cache_gb=settings.kv_cache_gb,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enable_sleep_mode=settings.enable_sleep_mode,
+        **kwargs,
+    )
+
+
+class RolloutWorker:
+    """Plain class; `rft.rollout.group` wraps it with `ray.remote`."""
+
+    def __init__(self, settings: EngineSettings, reward_weights: dict[str, float], reward_options: dict[str, Any], reward_workers: int = 0):
+        self.settings = settings
+        self.engine = build_engine(settings)
+        self.reward_weights = dict(reward_weights)
+        self.reward_options = dict(reward_options)
+        self.reward_workers = reward_workers
+        self.weight_version = 0
+
+    def health(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "engine": self.settings.engine, "weight_version": self.weight_version}
+
+    def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
+        start = time.perf_counter()
+        completions = self.engine.generate(items, sampling)
+        generate_s = time.perf_counter() - start
+        for completion in completions:
+            completion.weight_version = self.weight_version
+        start = time.perf_counter()
+        if with_rewards:
+            self._score(items, completions)
+        timings = {"generate_s": generate_s, "reward_s": time.perf_counter() - start}
+        return completions, timings
+
+    def _score(self, items: list[PromptItem], completions: list[Completion]) -> None:
+        from rft.rewards import score_batch
+
+        by_group = {item.group: item for item in items}
+        owners = [by_group[c.group] for c in completions]
+        per_sample_kwargs: dict[str, list[Any]] = {}
+        for key in {k for item in items for k in item.reward_kwargs}:
+            per_sample_kwargs[key] = [item.reward_kwargs.get(key) for item in owners]
+        scores = score_batch(
+            [c.text for c in completions],
+            [item.solution for item in owners],
+            self.reward_weights,
+            num_workers=self.reward_workers,
+            **self.reward_options,
+            **per_sample_kwargs,
+        )
+        for index, completion in enumerate(completions):
+            completion.rewards = {name: float(values[index]) for name, values in scores.items()}
+
+    def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
+        return self.engine.score(item, completion_token_ids)
+
+    def load_weights(self, folder: str, version: int) -> float:
+        start = time.perf_counter()
+        self.engine.load_weights(folder)
+        self.weight_version = version
+        return time.perf_counter() - start
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake(self) -> None:
+        self.engine.wake()

@@ -1,0 +1,54 @@
+"""Connecting to Ray and reserving resources, with clear errors instead of silent hangs.
+
+By default a local Ray is started (`cluster.address: null`); `auto` or `host:port` attaches to a
+running cluster. Placement groups are waited on with a timeout: an infeasible request (more GPUs
+than the cluster has) fails with a message that names what was asked and what exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+
+log = logging.getLogger(__name__)
+
+# Variables the actors need that a local Ray passes on from the driver's environment.
+FORWARDED_ENV = ("RFT_CACHE", "RFT_OUTPUTS", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "WANDB_MODE")
+
+
+class ResourceError(RuntimeError):
+    """The cluster cannot host what the configuration asks for."""
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
+    """Initialise Ray unless already initialised; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
+    return True
+
+
+def local_cpus_needed(bundles: list[dict[str, float]]) -> int:
+    """Logical CPUs a local Ray must advertise for these bundles (at least the machine's cores)."""
+    asked = sum(b.get("CPU", 0.0) for b in bundles)
+    return max(os.cpu_count() or 1, int(-(-asked // 1)) + 1)
+
+
+def reserve(bundles: list[dict[str, float]], timeout_s: float, strategy: str = "PACK"):
+    """A ready placement group for `bundles`, or ResourceError after `timeout_s`."""
+    group = placement_group(bundles, strategy=strategy)
+    ready, _ = ray.wait([group.ready()], timeout=timeout_s)
+    if not ready:
+        remove_placement_group(group)
+        raise ResourceError(
+            f"could not reserve {bundles} within {timeout_s:.0f}s; the cluster has {ray.cluster_resources()} "
+            f"(lower rollout/learner num_workers or their cpus_per_worker/gpus_per_worker, or add nodes)"
+        )
+    return group

@@ -1,0 +1,137 @@
+"""Starting the actors a stage needs: one placement group, learner ranks and rollout workers.
+
+`cluster.colocate=false` gives rollout workers bundles of their own; `true` puts them on the
+learners' bundles (on GPU, vLLM then sleeps during updates and wakes for generation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from omegaconf import DictConfig
+from ray.util.placement_group import remove_placement_group
+
+from rft.learner.group import LearnerGroup
+from rft.learner.worker import LearnerSettings
+from rft.rollout.group import RolloutGroup
+from rft.rollout.worker import EngineSettings
+from rft.trainer.cluster import connect, local_cpus_needed, reserve
+from rft.trainer.common import enum_value
+
+
+def engine_settings(cfg: DictConfig, model_path: str, seed: int) -> EngineSettings:
+    return EngineSettings(
+        engine=enum_value(cfg.rollout.engine),
+        model_path=model_path,
+        min_pixels=cfg.model.min_pixels,
+        max_pixels=cfg.model.max_pixels,
+        max_model_len=cfg.rollout.max_model_len,
+        dtype=enum_value(cfg.model.dtype),
+        seed=seed,
+        enforce_eager=cfg.rollout.enforce_eager,
+        kv_cache_gb=cfg.rollout.kv_cache_gb,
+        gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+        enable_sleep_mode=cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0,
+    )
+
+
+def learner_settings(cfg: DictConfig, model_path: str, *, sft: bool, total_steps: int, need_reference: bool) -> LearnerSettings:
+    optim = cfg.sft if sft else cfg.algo
+    return LearnerSettings(
+        model_path=model_path,
+        min_pixels=cfg.model.min_pixels,
+        max_pixels=cfg.model.max_pixels,
+        zero_stage=cfg.learner.zero_stage,
+        dtype=enum_value(cfg.model.dtype),
+        attn_implementation=enum_value(cfg.model.attn_implementation),
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        freeze_vision=cfg.model.freeze_vision,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        lr_scheduler=cfg.sft.scheduler if sft else cfg.algo.lr_scheduler,
+        warmup_steps=optim.warmup_steps,
+        total_steps=total_steps,
+        max_grad_norm=optim.max_grad_norm,
+        micro_batch_tokens=cfg.learner.micro_batch_tokens,
+        need_reference=need_reference,
+        backend=cfg.learner.backend,
+        seed=cfg.trainer.seed,
+    )
+
+
+def _bundles(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[dict[str, float]], list[int], list[int]]:
+    learner_bundle = {"CPU": cfg.learner.cpus_per_worker, **({"GPU": cfg.learner.gpus_per_worker} if cfg.learner.gpus_per_worker else {})}
+    rollout_bundle = {"CPU": cfg.rollout.cpus_per_worker, **({"GPU": cfg.rollout.gpus_per_worker} if cfg.rollout.gpus_per_worker else {})}
+    bundles: list[dict[str, float]] = []
+    learner_idx: list[int] = []
+    rollout_idx: list[int] = []
+    if learners:
+        learner_idx = list(range(cfg.learner.num_workers))
+        bundles += [dict(learner_bundle) for _ in learner_idx]
+    if rollout:
+        if learners and cfg.cluster.colocate:
+            rollout_idx = [i % len(learner_idx) for i in range(cfg.rollout.num_workers)]
+            for i in rollout_idx:  # grow the shared bundle so both fit
+                for key, value in rollout_bundle.items():
+                    bundles[i][key] = bundles[i].get(key, 0.0) + value
+        else:
+            rollout_idx = list(range(len(bundles), len(bundles) + cfg.rollout.num_workers))
+            bundles += [dict(rollout_bundle) for _ in rollout_idx]
+    return bundles, learner_idx, rollout_idx
+
+
+@dataclass
+class Workers:
+    learners: LearnerGroup | None
+    rollout: RolloutGroup | None
+    placement_group: Any
+    owns_ray: bool
+
+    def shutdown(self) -> None:
+        for group in (self.rollout, self.learners):
+            if group is not None:
+                group.shutdown()
+        remove_placement_group(self.placement_group)
+        if self.owns_ray:
+            ray.shutdown()
+
+
+def start_workers(
+    cfg: DictConfig,
+    *,
+    learner: LearnerSettings | None,
+    engine: EngineSettings | None,
+) -> Workers:
+    bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None)
+    owns_ray = connect(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus or local_cpus_needed(bundles))
+    group = reserve(bundles, cfg.cluster.placement_timeout_s)
+    try:
+        learners = (
+            LearnerGroup(learner, cfg.learner.num_workers, group, learner_idx, cfg.learner.cpus_per_worker, cfg.learner.gpus_per_worker)
+            if learner is not None
+            else None
+        )
+        rollout = (
+            RolloutGroup(
+                engine,
+                cfg.rollout.num_workers,
+                group,
+                rollout_idx,
+                cfg.rollout.cpus_per_worker,
+                cfg.rollout.gpus_per_worker,
+                reward_weights=dict(cfg.reward.weights),
+                reward_options=dict(cfg.reward.options),
+                reward_workers=cfg.reward.num_workers,
+                max_restarts=cfg.rollout.max_restarts,
+            )
+            if engine is not None
+            else None
+        )
+    except BaseException:
+        remove_placement_group(group)
+        if owns_ray:
+            ray.shutdown()
+        raise
+    return Workers(learners, rollout, group, owns_ray)

@@ -1,0 +1,59 @@
+"""Session-wide test set-up: environment for CPU runs, and shared fixtures.
+
+Heavy assets (tiny models, synthetic data sets) are built once per session into the cache named
+by RFT_CACHE (the Makefile points it at `<repo>/.cache`), and a single local Ray cluster is shared
+by every test that needs one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("RFT_CACHE", str(REPO / ".cache"))
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (trainers attach to it instead of starting their own)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    from rft.models.loading import resolve_model_path
+
+    return str(resolve_model_path("tiny:qwen2vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_image(tmp_path_factory) -> str:
+    from PIL import Image, ImageDraw
+
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    img = Image.new("RGB", (112, 112), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((10, 10, 40, 40), fill="red")
+    draw.rectangle((60, 60, 90, 95), fill="blue")
+    img.save(path)
+    return str(path)

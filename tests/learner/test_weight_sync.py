@@ -1,0 +1,63 @@
+"""Learner ranks (DeepSpeed ZeRO-3 on gloo) and a vLLM rollout actor: an update, then a weight
+sync; the engine must then score a fixed completion like the learner does, and unlike before."""
+
+from __future__ import annotations
+
+import pytest
+
+from rft.learner.batch import TrainSample
+from rft.learner.group import LearnerGroup
+from rft.learner.worker import LearnerSettings
+from rft.rollout.group import RolloutGroup
+from rft.rollout.types import PromptItem, SamplingSettings
+from rft.rollout.worker import EngineSettings
+from rft.trainer.cluster import reserve
+
+pytestmark = pytest.mark.slow
+MIN_PIXELS, MAX_PIXELS = 3136, 50176
+
+
+def _prompt(tiny_model, image):
+    from rft.models.loading import load_processor
+
+    processor = load_processor(tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many objects are there?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
+
+
+def test_update_then_sync_matches_learner(ray_cluster, tiny_model, tiny_image, tmp_path):
+    group = reserve([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}], timeout_s=60)
+    learner = LearnerGroup(
+        LearnerSettings(model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, zero_stage=3, lr=1e-2, micro_batch_tokens=4096),
+        2, group, [0, 1], cpus=1, gpus=0,
+    )
+    rollout = RolloutGroup(
+        EngineSettings(engine="vllm", model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, max_model_len=1024),
+        1, group, [2], cpus=1, gpus=0, reward_weights={"format": 1.0}, reward_options={},
+    )
+    item = _prompt(tiny_model, tiny_image)
+    completions, _ = rollout.generate([item], SamplingSettings(n=4, temperature=1.0, max_tokens=16, seed=0), with_rewards=False)
+    assert len(completions) == 4 and all(c.token_ids for c in completions)
+    # vLLM saw the prompt with exactly the image tokens the learner's processor makes.
+    fixed = completions[0].token_ids
+    sample = TrainSample(item, fixed)
+    learner_before = learner.logprobs([sample, sample])[0]
+    engine_before = rollout.score(item, fixed)
+    assert max(abs(a - b) for a, b in zip(learner_before, engine_before)) < 2e-2
+
+    samples = [TrainSample(item, c.token_ids, advantage=(1.0 if i % 2 else -1.0)) for i, c in enumerate(completions)]
+    metrics = learner.train_rl(samples, dict(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean"))
+    assert metrics["skipped_update"] == 0.0 and metrics["grad_norm"] > 0
+
+    exported = learner.export_weights(str(tmp_path / "v1"))
+    assert exported["bytes"] > 0
+    rollout.load_weights(str(tmp_path / "v1"), version=1)
+    learner_after = learner.logprobs([sample, sample])[0]
+    engine_after = rollout.score(item, fixed)
+    assert max(abs(a - b) for a, b in zip(learner_after, engine_after)) < 2e-2
+    assert max(abs(a - b) for a, b in zip(engine_after, engine_before)) > 1e-3
+    completions, _ = rollout.generate([item], SamplingSettings(n=2, max_tokens=8, seed=1), with_rewards=False)
+    assert all(c.weight_version == 1 for c in completions)
+    rollout.shutdown()
+    learner.shutdown()

@@ -1,0 +1,126 @@
+"""The configuration tree: every combination composes; bad keys, types and choices fail by name."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from rft.config import ConfigError, validate
+from rft.launch import CONF_DIR
+
+TASKS = ["counting", "structure", "spatial", "classification", "detection", "grounding"]
+MODELS = ["tiny_qwen2vl", "tiny_qwen25vl", "qwen2vl_2b", "qwen2vl_7b", "qwen25vl_3b", "qwen25vl_7b"]
+STAGES = ["ans_sft", "cot_sft", "rl", "zero", "reason_rft"]
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_model_and_stage_composes_and_validates(task):
+    for model, stage in itertools.product(MODELS, STAGES):
+        cfg = _compose([f"task={task}", f"model={model}", f"stage={stage}"])
+        validate(cfg)
+        assert cfg.task.name == task and cfg.model.name == model and cfg.stage.name == stage
+        assert cfg.reward.name == task, "the reward group follows the task by default"
+
+
+def test_defaults_are_the_seeds():
+    cfg = _compose([])
+    assert cfg.stage.name == "reason_rft" and cfg.stage.sft_samples == 1600
+    assert cfg.algo.beta == 0.04 and cfg.algo.lr == 1e-6 and cfg.algo.kl_estimator == "k3"
+    assert (cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k) == (0.9, 0.9, 50)
+    assert (cfg.sft.lr, cfg.sft.warmup_steps, cfg.sft.weight_decay) == (1e-5, 100, 0.1)
+    assert (cfg.eval.temperature, cfg.eval.max_tokens) == (0.1, 768)
+
+
+def test_model_conventions():
+    assert _compose(["model=qwen2vl_7b"]).model.box_format == "norm1000"
+    q25 = _compose(["model=qwen25vl_7b"]).model
+    assert q25.box_format == "abs" and q25.path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert q25.max_pixels == 480000 and q25.min_pixels == 3136
+
+
+def test_issue_keys_are_overridable():
+    keys = {
+        "model.path": "/tmp/m", "model.max_pixels": 1000, "model.min_pixels": 100,
+        "trainer.max_steps": 3, "trainer.seed": 7, "trainer.save_every": 2,
+        "trainer.prompts_per_step": 4, "trainer.resume": "never", "rollout.engine": "hf",
+        "rollout.num_workers": 2, "rollout.max_tokens": 32, "learner.num_workers": 2,
+        "learner.zero_stage": 2, "algo.num_generations": 4, "algo.lr": 3e-6, "algo.beta": 0.0,
+        "data.train": "/tmp/d.json", "data.image_root": "/tmp", "stage.sft_samples": 10,
+        "cluster.address": "auto",
+    }
+    cfg = _compose([f"{k}={v}" for k, v in keys.items()])
+    for key, value in keys.items():
+        assert OmegaConf.select(cfg, key) == value, key
+
+
+def test_unknown_choice_lists_valid_options():
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(["task=nope"])
+    text = str(err.value)
+    assert "task/nope" in text and "counting" in text and "grounding" in text
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(["algo.lr=abc"])
+    assert "algo.lr" in str(err.value.__cause__) and "Float" in str(err.value.__cause__)
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(["trainer.max_stpes=3"])
+    assert "max_stpes" in str(err.value.__cause__)
+
+
+def test_enum_value_lists_choices():
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(["rollout.engine=sglang"])
+    cause = str(err.value.__cause__)
+    assert "rollout.engine" in cause and "vllm" in cause and "hf" in cause
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("learner.zero_stage=1", "learner.zero_stage"),
+        ("algo.num_generations=1", "algo.num_generations"),
+        ("reward.weights.bogus=1.0", "reward.weights.bogus"),
+        ("+model._target_=os.system", "model._target_"),
+        ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks"),
+    ],
+)
+def test_cross_key_validation_names_the_key(override, key):
+    cfg = _compose([override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_outputs_root_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.setenv("RFT_OUTPUTS", "rel/outputs")
+    cfg = _compose([])
+    assert cfg.outputs_root.startswith("/") and cfg.outputs_root.endswith("rel/outputs")
+
+
+def test_cli_help_lists_groups(repo_root):
+    out = subprocess.run([sys.executable, "-m", "rft.launch", "--help"], capture_output=True, text=True, cwd=repo_root)
+    assert out.returncode == 0
+    for group in ["task:", "model:", "stage:", "reward:", "algo:", "rollout:", "learner:", "cluster:", "tracking:"]:
+        assert group in out.stdout
+    assert "reason_rft" in out.stdout and "tiny_qwen2vl" in out.stdout
+
+
+def test_cli_error_happens_before_ray(repo_root):
+    out = subprocess.run([sys.executable, "-m", "rft.launch", "algo.lr=abc"], capture_output=True, text=True, cwd=repo_root)
+    assert out.returncode != 0
+    assert "algo.lr" in out.stderr and "ray" not in out.stderr.lower()
