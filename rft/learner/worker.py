@@ -178,7 +178,7 @@ class LearnerWorker:
             batches.append((batches[0][0], 0.0))
         return batches
 
-    def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False):
+    def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False, entropy_grad: bool = False):
         from rft.algo import entropy_from_logits, token_logprobs
 
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs().items()}
@@ -186,7 +186,9 @@ class LearnerWorker:
         comp_logits = batch.completion_logits(logits)
         logp = token_logprobs(comp_logits, batch.completion_ids.to(self.device))
         entropy = None
-        if with_entropy:
+        if entropy_grad:  # an entropy bonus in the loss needs its gradient
+            entropy = entropy_from_logits(comp_logits)
+        elif with_entropy:  # reported only
             with torch.no_grad():
                 entropy = entropy_from_logits(comp_logits.detach())
         return logp, entropy
@@ -222,7 +224,7 @@ class LearnerWorker:
                 entropy=entropy, **loss_kwargs, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
             )
 
-        return self._update(samples, loss_fn, with_entropy=True)
+        return self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss_kwargs.get("entropy_coef", 0.0) != 0)
 
     def train_sft(self, samples: list[TrainSample], totals: dict[str, float]) -> dict[str, float]:
         """One optimizer update with token-mean cross-entropy on the completion (assistant) tokens."""
@@ -247,7 +249,7 @@ class LearnerWorker:
         self.engine.train()
         return total, tokens
 
-    def _update(self, samples, loss_fn, with_entropy: bool) -> dict[str, float]:
+    def _update(self, samples, loss_fn, with_entropy: bool, entropy_grad: bool = False) -> dict[str, float]:
         import torch.distributed as dist
 
         self.engine.train()
@@ -257,7 +259,7 @@ class LearnerWorker:
         used = 0
         tokens = 0.0
         for batch, weight in self._micro_batches(samples):
-            logp, entropy = self._forward_logprobs(self.engine, batch, with_entropy)
+            logp, entropy = self._forward_logprobs(self.engine, batch, with_entropy, entropy_grad)
             loss, metrics = loss_fn(batch, logp, entropy)
             finite = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0], device=self.device)
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)

@@ -23,12 +23,14 @@ them `model.language_model.*`, `model.visual.*` and a tied `lm_head.weight`; on 
 the two steps `PreTrainedModel.save_pretrained` runs (drop tied aliases, then revert the
 registered checkpoint conversion, `conversion_mapping.py`: `^visual` <-> `model.visual`,
 `^model` <-> `model.language_model`), so it stays right if transformers changes the mapping.
+`write_checkpoint_folder` writes such weights as a complete folder for vLLM's `reload_weights`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 HUB_TIMEOUT_S = 5.0
@@ -276,3 +278,30 @@ def checkpoint_state_dict(model, state_dict: dict | None = None) -> dict:
     for alias in getattr(model, "all_tied_weights_keys", {}) or {}:
         weights.pop(alias, None)
     return revert_weight_conversion(model, weights)
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
+
+
+def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
+    """Write `weights` (checkpoint names, e.g. from `checkpoint_state_dict`) as a complete
+    checkpoint in `folder`: `model.safetensors` plus `model_dir`'s config, tokenizer and
+    processor files.
+
+    Why complete: vLLM's `reload_weights(weights_path=folder)` re-points the engine's model config
+    at `folder`; with an in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) the prompt renderer
+    then loads the HF processor from there, and fails on a folder that holds only weights. The
+    safetensors file is written beside and renamed into place, so a reader never sees half of it.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for src in sorted(Path(model_dir).iterdir()):
+        if src.is_file() and not src.name.endswith(_WEIGHT_SUFFIXES):
+            shutil.copyfile(src, out / src.name)
+    partial = out / ".model.safetensors.partial"
+    tensors = {k: v.detach().contiguous() for k, v in weights.items()}
+    save_file(tensors, str(partial), metadata={"format": "pt"})
+    os.replace(partial, out / "model.safetensors")
+    return out

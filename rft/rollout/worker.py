@@ -70,9 +70,12 @@ class RolloutWorker:
     def __init__(self, settings: EngineSettings, reward_weights: dict[str, float], reward_options: dict[str, Any], reward_workers: int = 0):
         self.settings = settings
         self.engine = build_engine(settings)
-        self.reward_weights = dict(reward_weights)
+        from rft.rewards import WeightedReward
+
+        # One scorer for the actor's lifetime: its process pool (when reward_workers > 0) and
+        # math-verify child are started once, not every step.
+        self.scorer = WeightedReward(dict(reward_weights), num_workers=reward_workers)
         self.reward_options = dict(reward_options)
-        self.reward_workers = reward_workers
         self.weight_version = 0
 
     def health(self) -> dict[str, Any]:
@@ -91,18 +94,14 @@ class RolloutWorker:
         return completions, timings
 
     def _score(self, items: list[PromptItem], completions: list[Completion]) -> None:
-        from rft.rewards import score_batch
-
         by_group = {item.group: item for item in items}
         owners = [by_group[c.group] for c in completions]
         per_sample_kwargs: dict[str, list[Any]] = {}
         for key in {k for item in items for k in item.reward_kwargs}:
             per_sample_kwargs[key] = [item.reward_kwargs.get(key) for item in owners]
-        scores = score_batch(
+        scores = self.scorer.score(
             [c.text for c in completions],
             [item.solution for item in owners],
-            self.reward_weights,
-            num_workers=self.reward_workers,
             **self.reward_options,
             **per_sample_kwargs,
         )

@@ -86,14 +86,34 @@ def resized_size(width: int, height: int, min_pixels: int, max_pixels: int) -> t
     return new_w, new_h
 
 
+BOX_TASKS = ("detection", "grounding")
+
+
+def task_for(cfg: DictConfig):
+    """The configured task; box tasks take the model's box convention (0-1000 or pixels)."""
+    from rft.tasks import get_task
+
+    if cfg.task.name in BOX_TASKS:
+        return get_task(cfg.task.name, box_format=enum_value(cfg.model.box_format))
+    return get_task(cfg.task.name)
+
+
+def model_image_size(record: Record, model_cfg: DictConfig) -> tuple[int, int] | None:
+    """(w, h) of the record's first image as the model sees it (after the pixel budget)."""
+    if not record.images:
+        return None
+    from PIL import Image
+
+    with Image.open(record.images[0]) as img:
+        width, height = img.size
+    return resized_size(width, height, model_cfg.min_pixels, model_cfg.max_pixels)
+
+
 def reward_kwargs_for(task, record: Record, model_cfg: DictConfig) -> dict[str, Any]:
-    """Per-item reward extras: the task's own, plus the model's box convention."""
-    extras = {key: values[0] for key, values in task.reward_kwargs([record]).items()}
-    extras["box_format"] = str(model_cfg.box_format.value if hasattr(model_cfg.box_format, "value") else model_cfg.box_format)
-    if extras["box_format"] == "abs" and "image_size" in extras and extras["image_size"]:
-        width, height = extras["image_size"]
-        extras["image_size"] = resized_size(int(width), int(height), model_cfg.min_pixels, model_cfg.max_pixels)
-    return extras
+    """Per-item reward extras from the task (e.g. box convention and image size)."""
+    size = model_image_size(record, model_cfg) if task.name in BOX_TASKS else None
+    extras = task.reward_kwargs([record], image_sizes=[size] if size else None)
+    return {key: values[0] for key, values in extras.items()}
 
 
 def prompt_items(task, processor, records: list[Record], style: str, model_cfg: DictConfig) -> list[PromptItem]:

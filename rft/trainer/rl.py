@@ -12,6 +12,7 @@ owns this loop and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
@@ -27,7 +28,7 @@ from rft.learner.batch import TrainSample
 from rft.learner.export import sync_root
 from rft.rollout.types import Completion, PromptItem, SamplingSettings
 from rft.trainer import checkpoint as ckpt
-from rft.trainer.common import DataSplits, TRAIN_STYLE, enum_value, make_tracker, prompt_items
+from rft.trainer.common import task_for, DataSplits, TRAIN_STYLE, enum_value, make_tracker, prompt_items
 from rft.trainer.sampler import EpochSampler
 from rft.trainer.workers import Workers, engine_settings, learner_settings, start_workers
 
@@ -82,15 +83,13 @@ def rollout_metrics(completions: list[Completion], max_tokens: int, weights: dic
 class RLTrainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits, *, run_name: str = "rl", parent_run_id: str | None = None):
         from rft.models.loading import load_processor
-        from rft.tasks import get_task
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.model_path = model_path
         self.data = data
         self.run_name = run_name
         self.parent_run_id = parent_run_id
-        self.task = get_task(cfg.task.name)
+        self.task = task_for(cfg)
         self.algo = algo_settings(cfg)
         self.weights = dict(cfg.reward.weights)
         self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
@@ -106,7 +105,7 @@ class RLTrainer:
         self.bad_updates = 0
         self.workers: Workers | None = None
         self.tracker = None
-        self.sync_dir = sync_root() / f"rft-sync-{abs(hash(str(self.run_dir))) % 10**10}"
+        self.sync_dir = sync_root() / f"rft-sync-{hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:12]}"
 
     # ---- lifecycle ------------------------------------------------------------------------
     def setup(self) -> None:

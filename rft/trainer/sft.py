@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from rft.data.records import Record
 from rft.learner.batch import TrainSample
 from rft.trainer import checkpoint as ckpt
-from rft.trainer.common import enum_value, make_tracker, prompt_items
+from rft.trainer.common import task_for, enum_value, make_tracker, prompt_items
 from rft.trainer.sampler import EpochSampler
 from rft.trainer.workers import Workers, learner_settings, start_workers
 
@@ -57,15 +57,13 @@ def usable_records(task, records: list[Record], style: str, max_bad_fraction: fl
 class SFTTrainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, records: list[Record], style: str, *, run_name: str = "sft", parent_run_id: str | None = None):
         from rft.models.loading import load_processor
-        from rft.tasks import get_task
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.model_path = model_path
         self.style = style
         self.run_name = run_name
         self.parent_run_id = parent_run_id
-        self.task = get_task(cfg.task.name)
+        self.task = task_for(cfg)
         self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
         usable, self.skipped = usable_records(self.task, records, style, cfg.data.max_bad_fraction)
         n_eval = int(len(usable) * cfg.sft.eval_fraction) if len(usable) > 20 else 0

@@ -194,3 +194,15 @@ def test_checkpoint_state_dict_keeps_an_untied_lm_head(tmp_path):
     model.save_pretrained(tmp_path)
     assert "lm_head.weight" in names
     assert sorted(names) == sorted(load_file(tmp_path / "model.safetensors"))
+
+
+def test_write_checkpoint_folder_is_a_loadable_checkpoint(tmp_path, tiny_dirs):
+    model = load_model("tiny:qwen25vl")
+    with torch.no_grad():
+        model.model.language_model.norm.weight.add_(1.0)
+    out = loading.write_checkpoint_folder(checkpoint_state_dict(model), tmp_path / "sync", tiny_dirs["qwen25vl"])
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in tiny_dirs["qwen25vl"].iterdir())  # nothing partial left
+    again = load_model(str(out))
+    assert torch.equal(again.model.language_model.norm.weight, model.model.language_model.norm.weight)
+    assert loading.pixel_budget(load_processor(str(out))) == loading.pixel_budget(load_processor("tiny:qwen25vl"))

