@@ -57,3 +57,4 @@ def tiny_image(tmp_path_factory) -> str:
     draw.rectangle((60, 60, 90, 95), fill="blue")
     img.save(path)
     return str(path)
+

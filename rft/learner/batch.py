@@ -135,7 +135,10 @@ def split_by_token_budget(samples: list[TrainSample], lengths: list[int], budget
     return batches
 
 
-def collate(samples: list[TrainSample], features: list[PromptFeatures], pad_id: int) -> MicroBatch:
+def collate(samples: list[TrainSample], features: list[PromptFeatures], pad_id: int, placeholder_ids: frozenset[int] = frozenset()) -> MicroBatch:
+    """Right-padded model inputs for `samples`. Completion tokens that are image/video
+    placeholders (engines never sample them, but a completion from elsewhere might hold one)
+    are fed as padding and left out of the loss, or the model would look for image features."""
     lengths = [sequence_length(f, s) for f, s in zip(features, samples)]
     width = max(lengths)
     comp_width = max(1, max(len(s.completion_ids) for s in samples))
@@ -153,13 +156,14 @@ def collate(samples: list[TrainSample], features: list[PromptFeatures], pad_id: 
         c = torch.tensor(sample.completion_ids, dtype=torch.long)
         n = len(c)
         input_ids[row, :p] = feat.input_ids
-        input_ids[row, p : p + n] = c
+        placeholder = torch.tensor([int(t) in placeholder_ids for t in sample.completion_ids], dtype=torch.bool)
+        input_ids[row, p : p + n] = c.masked_fill(placeholder, pad_id)
         attention[row, : p + n] = 1
         mm[row, :p] = feat.mm_token_type_ids
         positions[:, row, :p] = feat.position_ids
         positions[:, row, p : p + n] = feat.position_ids.max() + 1 + torch.arange(n)
         comp_ids[row, :n] = c
-        comp_mask[row, :n] = 1.0
+        comp_mask[row, :n] = (~placeholder).float()
         starts.append(p)
         if feat.pixel_values is not None:
             pixel_values.append(feat.pixel_values)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from rft.rollout.types import vision_token_ids
 from rft.learner.batch import FeatureCache, MicroBatch, TrainSample, collate, sequence_length, split_by_token_budget
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class LearnerWorker:
             self.ref_engine = self._load_reference(deepspeed)
         self.features = FeatureCache(self.processor, self.engine.module)
         self.pad_id = self.processor.tokenizer.pad_token_id or 0
+        self.placeholder_ids = frozenset(vision_token_ids(self.processor.tokenizer))
         return {"rank": self.rank, "trainable_params": sum(p.numel() for p in trainable), "backend": backend}
 
     def _load_policy(self):
@@ -171,7 +173,7 @@ class LearnerWorker:
         groups = split_by_token_budget(samples, lengths, self.settings.micro_batch_tokens) if samples else []
         count = torch.tensor([len(groups)], device=self.device)
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        batches = [(collate([samples[i] for i in g], [feats[i] for i in g], self.pad_id), 1.0) for g in groups]
+        batches = [(collate([samples[i] for i in g], [feats[i] for i in g], self.pad_id, self.placeholder_ids), 1.0) for g in groups]
         if not batches and count.item() > 0:
             raise RuntimeError(f"learner rank {self.rank} got an empty shard; the controller must give every rank samples")
         while len(batches) < count.item():

@@ -23,7 +23,8 @@ them `model.language_model.*`, `model.visual.*` and a tied `lm_head.weight`; on 
 the two steps `PreTrainedModel.save_pretrained` runs (drop tied aliases, then revert the
 registered checkpoint conversion, `conversion_mapping.py`: `^visual` <-> `model.visual`,
 `^model` <-> `model.language_model`), so it stays right if transformers changes the mapping.
-`write_checkpoint_folder` writes such weights as a complete folder for vLLM's `reload_weights`.
+`write_checkpoint_folder` writes such weights as a complete folder for vLLM's `reload_weights`
+(and rft.models.vllm_weights puts them into a running engine).
 """
 
 from __future__ import annotations
@@ -285,8 +286,9 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.j
 
 def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
     """Write `weights` (checkpoint names, e.g. from `checkpoint_state_dict`) as a complete
-    checkpoint in `folder`: `model.safetensors` plus `model_dir`'s config, tokenizer and
-    processor files.
+    checkpoint in `folder`: `model.safetensors` plus the config, tokenizer and processor files of
+    the local folder `model_dir`. Reuse one `folder` across updates: the in-process renderer
+    caches the processor per path.
 
     Why complete: vLLM's `reload_weights(weights_path=folder)` re-points the engine's model config
     at `folder`; with an in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) the prompt renderer

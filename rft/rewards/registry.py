@@ -22,6 +22,7 @@ from rft.rewards.common import RewardConfigError, as_text, split_kwargs
 from rft.rewards.detection import confidence_reward, iou_reward
 from rft.rewards.format import format_score
 from rft.rewards.grounding import giou_reward
+from rft.rewards.length import length_score
 from rft.rewards.spatial import spatial_partial_score, spatial_reward
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ REWARDS: dict[str, RewardSpec] = {
         classification_reward, 0.0, 1.0, "normalised class names contain one another"
     ),
     "giou": RewardSpec(giou_reward, 0.0, 2.0, "GIoU + 1 of one box"),
+    "length": RewardSpec(length_score, 0.0, 1.0, "1 - len/max_chars: shorter is better"),
 }
 REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
 REWARD_RANGES: dict[str, tuple[float, float]] = {n: (s.low, s.high) for n, s in REWARDS.items()}

@@ -12,7 +12,7 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings
+from rft.rollout.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 from rft.rollout.vllm_engine import _open_images
 
 
@@ -26,6 +26,7 @@ class HFEngine:
         tok = self.processor.tokenizer
         self.eos_ids = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[-1]
+        self.banned = vision_token_ids(tok)
 
     def _inputs(self, item: PromptItem) -> dict:
         images = _open_images(item.images) or None
@@ -48,6 +49,7 @@ class HFEngine:
                 max_new_tokens=sampling.max_tokens,
                 num_return_sequences=sampling.n,
                 eos_token_id=self.eos_ids,
+                suppress_tokens=self.banned,
                 pad_token_id=self.pad_id,
                 output_logits=True,
                 return_dict_in_generate=True,

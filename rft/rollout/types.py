@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Placeholders that only the processor may put in a sequence: a sampled `<|image_pad|>` would
+# make the learner look for image features that do not exist ("image features and image tokens
+# do not match"), so engines never sample these.
+VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
+def vision_token_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(tok) for tok in VISION_SPECIAL_TOKENS]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    return [i for i in ids if i is not None and i != unk and i >= 0]
+
+
 @dataclass
 class PromptItem:
     uid: str  # the dataset record id

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings
+from rft.rollout.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             enable_sleep_mode=enable_sleep_mode,
         )
+        self.banned = {token: -100.0 for token in vision_token_ids(self.llm.get_tokenizer())}
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings) -> list[Completion]:
         from vllm import SamplingParams
@@ -113,6 +114,7 @@ class VLLMEngine:
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
             logprobs=0,
+            logit_bias=self.banned,
         )
         outputs = self.llm.generate([_vllm_input(item) for item in items], params, use_tqdm=False)
         completions = []

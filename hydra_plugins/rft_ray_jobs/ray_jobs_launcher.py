@@ -1,0 +1,221 @@
+"""`hydra/launcher=ray_jobs`: one Ray Job per sweep point, followed live, metrics returned.
+
+    python -m rft.launch -m hydra/launcher=ray_jobs stage=rl algo.lr=1e-6,5e-6 algo.beta=0,0.04
+
+1. Every point is composed and checked first (schema, interpolations, `rft.config.validate`);
+   if any fails, nothing is submitted and the error names each bad point by its overrides.
+2. The cluster: `hydra.launcher.address`, else `cluster.address`, else `RAY_ADDRESS`, else a
+   Ray head on this machine's loopback (reused if `ray start` already made one, else started).
+   An address that does not answer fails within `connect_timeout_s` (10 s).
+3. One Ray Job per point (`rft.jobs.submit.submit_run`): the project as working_dir, the point's
+   overrides, `hydra.run.dir=<sweep dir>/<num>` (absolute), `entrypoint_num_cpus/gpus` from the
+   point's `cluster.job_cpus/job_gpus`. `<sweep dir>/sweep.json` records every point.
+4. `wait=true` (default) follows the jobs with a live table until all end and returns each
+   point's final metric as its Hydra return value (so the Optuna sweeper can drive it); a failed
+   job becomes a failed Hydra job carrying its log tail, after all the others have ended. Ctrl-C
+   stops the sweep's jobs. `wait=false` returns right after submitting (return values None).
+
+No `from __future__ import annotations` here: Hydra imports plugin modules without registering
+them in sys.modules, and dataclasses then cannot resolve string annotations.
+"""
+
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.errors import CompactHydraException
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("rft.jobs")
+
+
+@dataclass
+class RayJobsLauncherConf:
+    _target_: str = "hydra_plugins.rft_ray_jobs.ray_jobs_launcher.RayJobsLauncher"
+    address: Optional[str] = None  # null: cluster.address, then RAY_ADDRESS, then a local head
+    wait: bool = True  # follow the jobs and return their final metrics
+    poll_s: float = 2.0
+    connect_timeout_s: float = 10.0
+    log_tail_lines: int = 40  # lines of a failed job's log to report
+    python: Optional[str] = None  # interpreter on the cluster; null: this venv's (local) or `python`
+    runtime_env: Optional[str] = None  # a runtime-env template YAML (jobs/runtime_env.yaml)
+    env_vars: Dict[str, str] = field(default_factory=dict)
+    local_num_cpus: Optional[int] = None  # logical CPUs of a started local head; null: max(cores, 4)
+    stop_on_interrupt: bool = True  # Ctrl-C while waiting stops the sweep's jobs
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="ray_jobs", node=RayJobsLauncherConf, provider="rft")
+
+
+class RayJobsLaunchError(CompactHydraException):
+    """Nothing was submitted: a bad sweep point or an unreachable cluster (Hydra prints the message only)."""
+
+
+class RayJobFailed(RuntimeError):
+    """A sweep point's Ray Job did not succeed; the message carries its log tail."""
+
+
+@dataclass
+class ComposedPoint:
+    index: int
+    overrides: List[str]
+    config: DictConfig  # full configuration, `hydra` included
+    run_dir: str
+
+
+class RayJobsLauncher(Launcher):
+    def __init__(self, **params: Any) -> None:
+        self.params = RayJobsLauncherConf(**params)
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    # -- composition -------------------------------------------------------------------------
+    def _compose_one(self, overrides: Sequence[str], index: int) -> ComposedPoint:
+        from rft.jobs.compose import check_task_config
+
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = index
+            cfg.hydra.job.num = index
+        HydraConfig.instance().set_config(cfg)
+        run_dir = str(Path(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir)).expanduser().resolve())
+        check_task_config(cfg)
+        return ComposedPoint(index, list(overrides), cfg, run_dir)
+
+    def compose_points(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[ComposedPoint]:
+        """Every point composed and checked; PointError naming each bad point if any fails."""
+        from rft.jobs.compose import PointError, describe
+
+        assert self.config is not None
+        saved = HydraConfig.instance().cfg
+        points, errors = [], []
+        try:
+            for offset, overrides in enumerate(job_overrides):
+                try:
+                    points.append(self._compose_one(overrides, initial_job_idx + offset))
+                except Exception as err:
+                    errors.append(f"#{initial_job_idx + offset} {describe(overrides, err)}")
+        finally:
+            HydraConfig.instance().cfg = saved
+        if errors:
+            raise PointError(f"{len(errors)} of {len(job_overrides)} sweep points do not compose; nothing was submitted:\n  " + "\n  ".join(errors))
+        return points
+
+    # -- cluster -----------------------------------------------------------------------------
+    def _address(self) -> Optional[str]:
+        from rft.jobs.cluster import resolve_address
+
+        assert self.config is not None
+        return resolve_address(self.params.address or OmegaConf.select(self.config, "cluster.address"))
+
+    def connect(self):
+        """(client, dashboard URL) for the sweep's cluster; a local head when none is named."""
+        from rft.jobs.cluster import connect, local_head
+
+        address = self._address() or local_head(self.params.local_num_cpus, log=log.info)
+        client = connect(address, self.params.connect_timeout_s)
+        return client, client.get_address()
+
+    def _runtime_env(self, point: ComposedPoint) -> Dict[str, Any]:
+        from rft.jobs.compose import outputs_root
+        from rft.jobs.runtime_env import build_runtime_env, load_template
+
+        template = load_template(self.params.runtime_env) if self.params.runtime_env else None
+        return build_runtime_env(outputs_root(point.config), template, dict(self.params.env_vars))
+
+    # -- launch ------------------------------------------------------------------------------
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from rft.jobs.entrypoint import job_python
+        from rft.jobs.sweep import follow
+
+        setup_globals()
+        assert self.config is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        from rft.jobs.cluster import ClusterUnreachable
+        from rft.jobs.compose import PointError
+
+        try:
+            points = self.compose_points(job_overrides, initial_job_idx)
+            client, url = self.connect()
+        except (PointError, ClusterUnreachable) as err:
+            raise RayJobsLaunchError(str(err)) from None
+        sweep_dir = str(Path(str(self.config.hydra.sweep.dir)).expanduser().resolve())
+        state = self._state(sweep_dir, url, points)
+        python = job_python(url, self.params.python)
+        log.info(f"Submitting {len(points)} Ray Jobs to {url}; sweep state: {state.path}")
+        for point, record in zip(points, state.points[-len(points) :]):
+            self._submit(client, point, record, python, state)
+        if not self.params.wait:
+            log.info("hydra.launcher.wait=false: not following; `python -m rft.jobs status <id>` or sweep.json")
+            return [self._job_return(p, r, wait=False) for p, r in zip(points, state.points[-len(points) :])]
+        follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
+        return [self._job_return(p, r, wait=True) for p, r in zip(points, state.points[-len(points) :])]
+
+    def _state(self, sweep_dir: str, url: str, points: List[ComposedPoint]):
+        """The sweep's state: earlier batches (Optuna launches several) plus these points."""
+        from rft.jobs.sweep import SWEEP_FILE, Point, SweepState
+
+        new = [Point(p.index, list(filter_overrides(p.overrides)), p.run_dir) for p in points]
+        path = Path(sweep_dir) / SWEEP_FILE
+        earlier = SweepState.load(path).points if path.is_file() else []
+        indices = {p.index for p in new}
+        state = SweepState(sweep_dir, url, [p for p in earlier if p.index not in indices] + new)
+        state.save()
+        return state
+
+    def _submit(self, client, point: ComposedPoint, record, python: str, state) -> None:
+        from rft.jobs.submit import new_submission_id, submit_run
+        from rft.jobs.sweep import SUBMIT_FAILED
+
+        cfg = point.config
+        try:
+            record.submission_id = submit_run(
+                client,
+                overrides=point.overrides,
+                run_dir=point.run_dir,
+                python=python,
+                runtime_env=self._runtime_env(point),
+                cpus=float(cfg.cluster.job_cpus),
+                gpus=float(cfg.cluster.job_gpus),
+                submission_id=new_submission_id(f"rft-sweep{point.index}"),
+                metadata={"rft_sweep": state.sweep_dir, "rft_point": str(point.index)},
+            )
+            log.info(f"\t#{point.index} : {record.label} -> {record.submission_id}")
+        except Exception as err:
+            record.status, record.message = SUBMIT_FAILED, f"{type(err).__name__}: {err}"
+            log.error(f"\t#{point.index} : {record.label} could not be submitted: {record.message}")
+        state.save()
+
+    def _job_return(self, point: ComposedPoint, record, wait: bool) -> JobReturn:
+        from rft.jobs.compose import task_config
+
+        ret = JobReturn(
+            overrides=point.overrides,
+            cfg=task_config(point.config),
+            hydra_cfg=copy.deepcopy(point.config),
+            working_dir=point.run_dir,
+            task_name=str(point.config.hydra.job.name),
+        )
+        if record.status == "SUBMIT_FAILED" or (wait and record.status != "SUCCEEDED"):
+            ret.status = JobStatus.FAILED
+            detail = f"\n{record.log_tail}" if record.log_tail else ""
+            ret.return_value = RayJobFailed(f"Ray Job {record.submission_id} for [{record.label}] ended {record.status}: {record.message or ''}{detail}")
+        else:
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = record.final_metric if wait else None
+        return ret

@@ -1,0 +1,211 @@
+"""Reaching a Ray cluster's job server: address resolution, fast failure, and a local head.
+
+An address is one of
+- the dashboard's HTTP address, `http://<head>:8265` (what a laptop uses to reach a cluster),
+- a GCS address `<head>:6379` or `auto` (the dashboard URL is then looked up in the GCS),
+- a Ray Client address `ray://<head>:10001`.
+
+`connect()` resolves it, checks the job server answers (`GET /api/version`) and returns a
+`JobSubmissionClient`, all within `timeout_s`; anything else raises `ClusterUnreachable` with a
+message saying what was tried and how to fix it (Ray's own client has no timeout and can hang for
+minutes on an unroutable host). An explicit address wins over `RAY_ADDRESS`, which Ray's client
+would otherwise silently prefer.
+
+`local_head()` reuses the cluster of the last `ray start` on this machine when it answers, and
+otherwise starts one (`ray start --head`) with every port on 127.0.0.1; it keeps running after the
+caller exits (so `python -m rft.jobs logs` works later); `ray stop` ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+DEFAULT_TIMEOUT_S = 10.0
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+_ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+_HINT = (
+    "Start a cluster with `ray start --head --dashboard-host=127.0.0.1` (see jobs/README.md), "
+    "or pass the head's dashboard address, e.g. cluster.address=http://<head>:8265 "
+    "(or --address for python -m rft.jobs)"
+)
+
+
+class ClusterUnreachable(ConnectionError):
+    """No Ray job server answered at the address within the time limit."""
+
+
+def resolve_address(explicit: str | None) -> str | None:
+    """The address to use: the explicit one, else RAY_ADDRESS, else None (caller's default)."""
+    for value in (explicit, os.environ.get("RAY_ADDRESS")):
+        if value and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def is_local_url(url: str) -> bool:
+    """True when the job server's host is this machine's loopback."""
+    return (urlsplit(url).hostname or "") in LOCAL_HOSTS
+
+
+def _run_with_timeout(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Run `fn` in a daemon thread; raise ClusterUnreachable if it takes longer than `timeout_s`."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True, name="rft-jobs-connect")
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ClusterUnreachable(f"{what}: no answer within {timeout_s:.0f} s. {_HINT}")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@contextlib.contextmanager
+def _without_address_env() -> Iterator[None]:
+    """Hide RAY_ADDRESS / RAY_API_SERVER_ADDRESS so Ray's client uses the address it is given."""
+    saved = {key: os.environ.pop(key) for key in _ADDRESS_ENV if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def api_server_url(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+    """The job server's HTTP URL for any accepted address form."""
+    if address.startswith(("http://", "https://")):
+        return address.rstrip("/")
+
+    def lookup() -> str:
+        from ray.dashboard.utils import ray_address_to_api_server_url, ray_client_address_to_api_server_url
+
+        with _without_address_env():
+            if address.startswith("ray://"):
+                return ray_client_address_to_api_server_url(address)
+            return ray_address_to_api_server_url(address)
+
+    try:
+        return _run_with_timeout(lookup, timeout_s, f"looking up the dashboard of Ray cluster {address!r}").rstrip("/")
+    except ClusterUnreachable:
+        raise
+    except Exception as err:
+        raise ClusterUnreachable(f"cannot find a Ray cluster at {address!r}: {err}. {_HINT}") from None
+
+
+def check_job_server(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+    """The Ray version the job server at `url` runs; ClusterUnreachable when it does not answer."""
+    import requests
+
+    try:
+        response = requests.get(f"{url}/api/version", timeout=max(timeout_s, 0.5))
+        response.raise_for_status()
+        return str(response.json()["ray_version"])
+    except requests.exceptions.Timeout:
+        reason = f"no answer within {timeout_s:.0f} s"
+    except requests.exceptions.ConnectionError as err:
+        reason = "connection refused" if "refused" in str(err).lower() else f"cannot connect ({type(err).__name__})"
+    except (requests.exceptions.RequestException, ValueError, KeyError) as err:
+        reason = f"not a Ray job server ({err})"
+    raise ClusterUnreachable(f"cannot reach the Ray job server at {url}: {reason}. {_HINT}")
+
+
+def connect(address: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """A JobSubmissionClient for `address` (default: RAY_ADDRESS, else DEFAULT_ADDRESS)."""
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + timeout_s
+    url = api_server_url(resolve_address(address) or DEFAULT_ADDRESS, timeout_s)
+    check_job_server(url, max(deadline - time.monotonic(), 0.5))
+    with _without_address_env():
+        return _run_with_timeout(lambda: JobSubmissionClient(url), max(deadline - time.monotonic(), 1.0), f"connecting to {url}")
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens on it on 127.0.0.1, else a free port the OS picks."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1")
+
+
+def ray_executable() -> str:
+    """The `ray` CLI next to this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def _last_started_cluster() -> str | None:
+    """The dashboard URL of the last `ray start` on this machine, if it still answers."""
+    from ray._private.utils import read_ray_address
+
+    gcs = read_ray_address()
+    if not gcs:
+        return None
+    try:
+        url = api_server_url(gcs, timeout_s=5)
+        check_job_server(url, timeout_s=3)
+    except ClusterUnreachable:
+        return None
+    return url
+
+
+def start_head_command(gcs_port: int, dashboard_port: int, num_cpus: int, extra: list[str] | None = None) -> list[str]:
+    """`ray start --head` with the GCS, dashboard and node address on loopback."""
+    return [
+        ray_executable(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
+        f"--num-cpus={num_cpus}", "--disable-usage-stats", *(extra or []),
+    ]  # fmt: skip
+
+
+def wait_for_job_server(url: str, timeout_s: float = 60.0) -> None:
+    """Poll the job server until it answers; ClusterUnreachable after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_job_server(url, timeout_s=2)
+            return
+        except ClusterUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def local_head(num_cpus: int | None = None, log: Callable[[str], None] = print) -> str:
+    """The dashboard URL of a Ray head on this machine, starting one on loopback if needed."""
+    existing = _last_started_cluster()
+    if existing:
+        log(f"using the local Ray cluster at {existing} (started earlier with `ray start`)")
+        return existing
+    cpus = num_cpus or max(os.cpu_count() or 1, 4)
+    dashboard_port = free_port(8265)
+    command = start_head_command(free_port(6379), dashboard_port, cpus)
+    log(f"starting a local Ray head: {' '.join(command)}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    url = f"http://127.0.0.1:{dashboard_port}"
+    wait_for_job_server(url)
+    log(f"local Ray head ready at {url} ({cpus} CPUs); it keeps running: `ray stop` ends it")
+    return url

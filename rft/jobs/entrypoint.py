@@ -1,0 +1,87 @@
+"""The shell command a Ray Job runs for one rft run, and reading the run's result back.
+
+The entrypoint is the command a user would type, with the run folder made absolute and the
+driver told to attach to the cluster the job runs on:
+
+    <python> -m rft.launch <overrides> hydra.run.dir=<abs run dir> cluster.address=auto \
+        && <python> -m rft.jobs.result <abs run dir>
+
+`cluster.address=auto` matters: inside a job Ray sets RAY_ADDRESS, and the trainer's default
+(start a local Ray with `num_cpus`) would be refused. The second command prints `result.json` as one
+marked log line, so a submitter that cannot read the run folder (a remote cluster without a shared
+file system) still gets the final metric from the job's log.
+
+`<python>` is the submitting interpreter (`sys.executable`, the venv) for a cluster on this machine,
+since the job's working_dir copy has no venv; for a remote cluster it is `python` on the nodes'
+PATH unless `python` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from rft.jobs.cluster import is_local_url
+
+RESULT_FILE = "result.json"
+RESULT_MARKER = "RFT_RESULT "
+# Overrides the entrypoint sets itself; a point's own values for them are dropped.
+OWNED_KEYS = ("hydra.run.dir", "cluster.address")
+
+
+def job_python(url: str, python: str | None = None) -> str:
+    """The interpreter a job runs: `python` if given, the venv's for a local cluster, else `python`."""
+    if python:
+        return python
+    return sys.executable if is_local_url(url) else "python"
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def task_overrides(overrides: Iterable[str]) -> list[str]:
+    """The overrides without those the entrypoint owns (`hydra.run.dir`, `cluster.address`)."""
+    return [o for o in overrides if _key(o) not in OWNED_KEYS]
+
+
+def entrypoint(python: str, overrides: Iterable[str], run_dir: str | Path) -> str:
+    """The job's shell command (every piece shell-quoted)."""
+    run_dir = str(Path(run_dir))
+    args = [*task_overrides(overrides), f"hydra.run.dir={run_dir}", "cluster.address=auto"]
+    launch = shlex.join([python, "-m", "rft.launch", *args])
+    report = shlex.join([python, "-m", "rft.jobs.result", run_dir])
+    return f"{launch} && {report}"
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """`<run_dir>/result.json`, or None when it is not there (yet, or not on this machine)."""
+    path = Path(run_dir) / RESULT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def result_line(result: dict[str, Any]) -> str:
+    """The marked log line carrying a run's final metric and metrics."""
+    return RESULT_MARKER + json.dumps({"final_metric": result.get("final_metric"), "metrics": result.get("metrics")}, default=str)
+
+
+def result_from_logs(logs: str) -> dict[str, Any] | None:
+    """The last marked result line in a job's log, parsed; None when there is none."""
+    for line in reversed(logs.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                return json.loads(line[len(RESULT_MARKER) :])
+            except ValueError:
+                return None
+    return None
+
+
+def log_tail(logs: str, lines: int) -> str:
+    """The last `lines` lines of a log."""
+    return "\n".join(logs.rstrip("\n").splitlines()[-lines:])

@@ -1,0 +1,166 @@
+"""The state of a sweep of Ray Jobs: `sweep.json`, a live status table, following and stopping.
+
+`sweep.json` (in the sweep folder) lists every point: index, overrides, submission id, status
+(PENDING → RUNNING → SUCCEEDED | FAILED | STOPPED, or SUBMIT_FAILED), run folder, final metric,
+metrics, and for failures the tail of the job's log. It is rewritten atomically whenever something
+changes, so another process (or a person) can read it at any time.
+
+`follow()` polls the jobs until all have ended, showing a rich table (live on a terminal; status
+changes are also logged, for non-interactive logs). Ctrl-C while following stops every job of the
+sweep that has not ended, records them, and re-raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rft.jobs.submit import TERMINAL, failure_tail, job_result
+
+log = logging.getLogger("rft.jobs")
+SWEEP_FILE = "sweep.json"
+SUBMIT_FAILED = "SUBMIT_FAILED"
+ENDED = TERMINAL | {SUBMIT_FAILED}
+
+
+@dataclass
+class Point:
+    index: int
+    overrides: list[str]
+    run_dir: str
+    submission_id: str | None = None
+    status: str = "PENDING"
+    final_metric: float | None = None
+    metrics: dict[str, Any] | None = None
+    message: str | None = None
+    log_tail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.overrides) or "(no overrides)"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+
+@dataclass
+class SweepState:
+    sweep_dir: str
+    address: str
+    points: list[Point]
+    created: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.sweep_dir) / SWEEP_FILE
+
+    def save(self) -> None:
+        """Write sweep.json atomically (temporary file, then rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{SWEEP_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SweepState":
+        data = json.loads(Path(path).read_text())
+        data["points"] = [Point(**p) for p in data["points"]]
+        return cls(**data)
+
+
+def status_name(status: Any) -> str:
+    """A JobStatus (or its string) as its name, e.g. "RUNNING"."""
+    return str(getattr(status, "value", status))
+
+
+def status_table(state: SweepState):
+    """A rich table of the points."""
+    from rich.table import Table
+
+    table = Table(title=f"sweep {state.sweep_dir} on {state.address}")
+    for column in ("#", "overrides", "job", "status", "final metric"):
+        table.add_column(column)
+    for p in state.points:
+        metric = "" if p.final_metric is None else f"{p.final_metric:.4g}"
+        table.add_row(str(p.index), p.label, p.submission_id or "", p.status, metric)
+    return table
+
+
+def _finish(client, point: Point, tail_lines: int, report: Callable[[str], None]) -> None:
+    """Record a point that just ended: its result when it succeeded, its log tail otherwise."""
+    if point.status == "SUCCEEDED":
+        result = job_result(client, point.submission_id, point.run_dir) or {}
+        point.final_metric = result.get("final_metric")
+        point.metrics = result.get("metrics")
+        return
+    point.log_tail = failure_tail(client, point.submission_id, tail_lines)
+    report(f"point {point.index} ({point.label}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}")
+
+
+def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str], None] = log.info) -> bool:
+    """Update every point that has not ended, once; True when something changed (then saved)."""
+    changed = False
+    for point in state.points:
+        if point.ended:
+            continue
+        info = client.get_job_info(point.submission_id)
+        status = status_name(info.status)
+        if status == point.status:
+            continue
+        point.status, point.message, changed = status, info.message, True
+        report(f"point {point.index} ({point.label}): {status}")
+        if point.ended:
+            _finish(client, point, tail_lines, report)
+    if changed:
+        state.save()
+    return changed
+
+
+def stop_all(client, state: SweepState, wait_s: float = 15.0) -> None:
+    """Stop every point that has not ended; wait up to `wait_s` for them to end; save."""
+    running = [p for p in state.points if not p.ended and p.submission_id]
+    for point in running:
+        try:
+            client.stop_job(point.submission_id)
+        except Exception as err:
+            log.warning("could not stop job %s: %s", point.submission_id, err)
+    deadline = time.monotonic() + wait_s
+    while any(not p.ended for p in running) and time.monotonic() < deadline:
+        for point in running:
+            if not point.ended:
+                point.status = status_name(client.get_job_status(point.submission_id))
+        time.sleep(0.5)
+    state.save()
+
+
+def follow(client, state: SweepState, poll_s: float = 2.0, tail_lines: int = 40, stop_on_interrupt: bool = True) -> None:
+    """Poll until every point has ended, showing the live table; Ctrl-C stops the sweep's jobs.
+
+    On a terminal the table updates in place and reports go through rich; otherwise (logs, CI)
+    every status change is logged and the final table printed.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    try:
+        with Live(status_table(state), console=console, auto_refresh=False) as live:
+            report = live.console.print if console.is_terminal else log.info
+            while True:
+                if poll(client, state, tail_lines, report):
+                    live.update(status_table(state), refresh=True)
+                if all(p.ended for p in state.points):
+                    return
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        if stop_on_interrupt:
+            console.print("interrupted: stopping the sweep's jobs")
+            stop_all(client, state)
+            console.print(status_table(state))
+        raise

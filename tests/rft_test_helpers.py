@@ -1,0 +1,32 @@
+"""Helpers shared by test modules (importable thanks to `pythonpath = ["tests"]`)."""
+
+from __future__ import annotations
+
+
+def compose(overrides: list[str]):
+    """The run configuration for `overrides`, composed and validated as `rft.launch` does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from rft.config import validate
+    from rft.launch import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    validate(cfg)
+    return cfg
+
+
+# A tiny RL job: two prompts x four samples, short completions, small synthetic data.
+TINY_RL = [
+    "stage=rl",
+    "task=counting",
+    "model=tiny_qwen2vl",
+    "trainer.prompts_per_step=2",
+    "algo.num_generations=4",
+    "rollout.max_tokens=24",
+    "data.synth_n_train=16",
+    "data.synth_n_test=8",
+    "tracking=jsonl",
+    "trainer.progress=false",
+]

@@ -1,0 +1,92 @@
+"""The GRPO loop end to end on a CPU: real Ray, vLLM (or HF) rollout actors, DeepSpeed learners.
+
+One shared Ray serves every test; each run starts its own actors, as a launch does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from rft_test_helpers import TINY_RL, compose
+from rft.trainer import run
+
+pytestmark = pytest.mark.slow
+
+REQUIRED_KEYS = [
+    "step", "reward/mean", "reward/std", "reward/format/mean", "reward/accuracy/mean", "accuracy/mean",
+    "format/mean", "response_length/mean", "response_length/max", "response_length/clip_rate", "kl",
+    "entropy", "clip_frac", "grad_norm", "lr", "timing/generate_s", "timing/reward_s", "timing/logprob_s",
+    "timing/update_s", "timing/sync_s", "timing/step_s", "rollout/tokens_per_s", "learner/tokens_per_s",
+]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def zero2_run(ray_cluster, tmp_path_factory) -> Path:
+    """vLLM rollout, two ZeRO-2 learner ranks, stopped after step 2 and resumed to step 3."""
+    run_dir = tmp_path_factory.mktemp("rl_zero2")
+    common = TINY_RL + ["rollout.engine=vllm", "learner.num_workers=2", "learner.zero_stage=2", "trainer.save_every=1", "algo.beta=0.04"]
+    run(compose(common + ["trainer.max_steps=2"]), run_dir)
+    assert [row["step"] for row in _metrics(run_dir)] == [1, 2]
+    run(compose(common + ["trainer.max_steps=3", "trainer.resume=auto"]), run_dir)
+    return run_dir
+
+
+def test_three_steps_log_every_key(zero2_run):
+    rows = _metrics(zero2_run)
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    for row in rows:
+        missing = [key for key in REQUIRED_KEYS if key not in row]
+        assert not missing, missing
+        assert row["samples"] == 8 and row["response_length/max"] <= 24
+
+
+def test_resume_continues_at_step_three(zero2_run):
+    state = json.loads((zero2_run / "checkpoints" / "step_3" / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["sampler"]["position"] in (6 % 16, 6)
+    assert sorted(p.name for p in (zero2_run / "checkpoints").iterdir()) == ["step_2", "step_3"]  # keep_last=2
+
+
+def test_checkpoint_is_a_huggingface_model(zero2_run):
+    hf = zero2_run / "checkpoints" / "step_3" / "hf"
+    model = AutoModelForImageTextToText.from_pretrained(hf)
+    processor = AutoProcessor.from_pretrained(hf)
+    assert model.config.model_type == "qwen2_vl" and processor.tokenizer is not None
+    assert (zero2_run / "result.json").exists() and (zero2_run / "report.html").exists()
+
+
+def test_zero3_from_the_checkpoint_in_vllm(zero2_run, tmp_path):
+    """ZeRO-3 learners, with vLLM loading the previous run's HF checkpoint as its model."""
+    hf = zero2_run / "checkpoints" / "step_3" / "hf"
+    run_dir = tmp_path / "rl_zero3"
+    run(compose(TINY_RL + [f"model.path={hf}", "learner.num_workers=2", "learner.zero_stage=3", "trainer.max_steps=2"]), run_dir)
+    rows = _metrics(run_dir)
+    assert [row["step"] for row in rows] == [1, 2] and all(row["skipped_update"] == 0 for row in rows)
+    assert (run_dir / "checkpoints" / "step_2" / "hf" / "model.safetensors").exists()
+
+
+def test_hf_engine(ray_cluster, tmp_path):
+    run(compose(TINY_RL + ["rollout.engine=hf", "trainer.max_steps=2", "algo.beta=0"]), tmp_path)
+    rows = _metrics(tmp_path)
+    assert len(rows) == 2 and rows[-1]["rollout/tokens_per_s"] > 0
+
+
+def test_reward_rises_when_it_can(ray_cluster, tmp_path):
+    """Learnability: the length reward is climbable from random weights (measured: 0.62 -> 0.84
+    in 30 steps at lr 1e-3); the margin asked here is half of what was measured."""
+    overrides = TINY_RL + [
+        "reward=length", "trainer.max_steps=30", "trainer.prompts_per_step=4", "algo.num_generations=8",
+        "algo.lr=1e-3", "algo.beta=0", "learner.zero_stage=2", "trainer.save_every=100", "trainer.seed=1",
+        "data.synth_n_train=32",
+    ]
+    run(compose(overrides), tmp_path)
+    rewards = [row["reward/mean"] for row in _metrics(tmp_path)]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 0.08, rewards
