@@ -143,6 +143,10 @@ class SFTConfig:
     max_steps: int | None = None  # overrides epochs when set
     eval_fraction: float = 0.05  # held-out share of the SFT data for loss
     max_grad_norm: float = 1.0
+    # The user prompt COT-SFT trains on: `rl`, the RL stage's own prompt (so stage 2 of
+    # reason_rft starts from a model that already answers it in format), or `sft`, the task's
+    # separate COT-SFT wording. Small models do not carry a format across prompt wordings.
+    prompt: str = "rl"
 
 
 @dataclass
@@ -317,6 +321,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
     _require(cfg.stage.rl_data in ("rest", "all"), "stage.rl_data", "must be 'rest' or 'all'")
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
+    _require(cfg.sft.prompt in ("rl", "sft"), "sft.prompt", "must be 'rl' or 'sft'")
     _require(cfg.sft.scheduler in ("cosine", "linear", "constant"), "sft.scheduler", "must be cosine, linear or constant")
     _require(cfg.algo.lr_scheduler in ("cosine", "linear", "constant"), "algo.lr_scheduler", "must be cosine, linear or constant")
     for sink in cfg.tracking.sinks:

@@ -50,6 +50,7 @@ class RayJobsLauncherConf:
     env_vars: Dict[str, str] = field(default_factory=dict)
     local_num_cpus: Optional[int] = None  # logical CPUs of a started local head; null: max(cores, 4)
     stop_on_interrupt: bool = True  # Ctrl-C while waiting stops the sweep's jobs
+    dry_run: bool = False  # compose and check every point, print what would be submitted, submit nothing
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="ray_jobs", node=RayJobsLauncherConf, provider="rft")
@@ -59,8 +60,8 @@ class RayJobsLaunchError(CompactHydraException):
     """Nothing was submitted: a bad sweep point or an unreachable cluster (Hydra prints the message only)."""
 
 
-class RayJobFailed(RuntimeError):
-    """A sweep point's Ray Job did not succeed; the message carries its log tail."""
+class RayJobFailed(CompactHydraException):
+    """A sweep point's Ray Job did not succeed (its log tail was reported and is in sweep.json)."""
 
 
 @dataclass
@@ -131,6 +132,16 @@ class RayJobsLauncher(Launcher):
         client = connect(address, self.params.connect_timeout_s)
         return client, client.get_address()
 
+    def config_args(self) -> List[str]:
+        """`--config-dir/--config-name` so each job composes this sweep's primary config."""
+        from rft.jobs.entrypoint import config_args
+        from rft.jobs.runtime_env import project_root
+
+        assert self.config is not None
+        sources = self.config.hydra.runtime.config_sources
+        dirs = [s.path for s in sources if s.provider == "command-line" and s.schema == "file"]
+        return config_args(self.config.hydra.job.config_name, dirs, project_root())
+
     def _runtime_env(self, point: ComposedPoint) -> Dict[str, Any]:
         from rft.jobs.compose import outputs_root
         from rft.jobs.runtime_env import build_runtime_env, load_template
@@ -151,6 +162,8 @@ class RayJobsLauncher(Launcher):
 
         try:
             points = self.compose_points(job_overrides, initial_job_idx)
+            if self.params.dry_run:
+                return self._dry_run(points)
             client, url = self.connect()
         except (PointError, ClusterUnreachable) as err:
             raise RayJobsLaunchError(str(err)) from None
@@ -159,12 +172,29 @@ class RayJobsLauncher(Launcher):
         python = job_python(url, self.params.python)
         log.info(f"Submitting {len(points)} Ray Jobs to {url}; sweep state: {state.path}")
         for point, record in zip(points, state.points[-len(points) :]):
-            self._submit(client, point, record, python, state)
+            if not self._submit(client, point, record, python, state):
+                self._skip_rest(state, point.index)
+                break
         if not self.params.wait:
             log.info("hydra.launcher.wait=false: not following; `python -m rft.jobs status <id>` or sweep.json")
             return [self._job_return(p, r, wait=False) for p, r in zip(points, state.points[-len(points) :])]
-        follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
+        try:
+            follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
+        except KeyboardInterrupt:
+            what = "its jobs were stopped" if self.params.stop_on_interrupt else "its jobs go on"
+            raise RayJobsLaunchError(f"interrupted: {what}; their states are in {state.path}") from None
         return [self._job_return(p, r, wait=True) for p, r in zip(points, state.points[-len(points) :])]
+
+    def _dry_run(self, points: List[ComposedPoint]) -> List[JobReturn]:
+        """Print each point's run folder and entrypoint; submit nothing."""
+        from rft.jobs.entrypoint import entrypoint
+
+        python = self.params.python or "python"
+        log.info(f"dry run: {len(points)} points compose and pass rft's checks; nothing is submitted")
+        for point in points:
+            command = entrypoint(python, point.overrides, point.run_dir, self.config_args())
+            log.info(f"\t#{point.index} : {' '.join(filter_overrides(point.overrides))}\n\t    run folder: {point.run_dir}\n\t    entrypoint: {command}")
+        return [self._job_return(point, None, wait=False) for point in points]
 
     def _state(self, sweep_dir: str, url: str, points: List[ComposedPoint]):
         """The sweep's state: earlier batches (Optuna launches several) plus these points."""
@@ -178,7 +208,16 @@ class RayJobsLauncher(Launcher):
         state.save()
         return state
 
-    def _submit(self, client, point: ComposedPoint, record, python: str, state) -> None:
+    @staticmethod
+    def _skip_rest(state, failed_index: int) -> None:
+        """After a submission failed (a cluster-level problem), do not try the remaining points."""
+        for record in state.points:
+            if record.status == "PENDING" and record.submission_id is None:
+                record.status, record.message = "SUBMIT_FAILED", f"not submitted: point {failed_index} could not be submitted"
+        state.save()
+
+    def _submit(self, client, point: ComposedPoint, record, python: str, state) -> bool:
+        """Submit one point; False (and the point marked SUBMIT_FAILED) when the cluster refused it."""
         from rft.jobs.submit import new_submission_id, submit_run
         from rft.jobs.sweep import SUBMIT_FAILED
 
@@ -194,14 +233,17 @@ class RayJobsLauncher(Launcher):
                 gpus=float(cfg.cluster.job_gpus),
                 submission_id=new_submission_id(f"rft-sweep{point.index}"),
                 metadata={"rft_sweep": state.sweep_dir, "rft_point": str(point.index)},
+                config_args=self.config_args(),
             )
-            log.info(f"\t#{point.index} : {record.label} -> {record.submission_id}")
+            log.info(f"\t#{point.index} : {state.short_label(record)} -> {record.submission_id}")
         except Exception as err:
             record.status, record.message = SUBMIT_FAILED, f"{type(err).__name__}: {err}"
-            log.error(f"\t#{point.index} : {record.label} could not be submitted: {record.message}")
+            log.error(f"\t#{point.index} : {state.short_label(record)} could not be submitted: {record.message}")
         state.save()
+        return record.status != SUBMIT_FAILED
 
     def _job_return(self, point: ComposedPoint, record, wait: bool) -> JobReturn:
+        """Hydra's view of a point: COMPLETED with the final metric, or FAILED with RayJobFailed."""
         from rft.jobs.compose import task_config
 
         ret = JobReturn(
@@ -211,11 +253,13 @@ class RayJobsLauncher(Launcher):
             working_dir=point.run_dir,
             task_name=str(point.config.hydra.job.name),
         )
-        if record.status == "SUBMIT_FAILED" or (wait and record.status != "SUCCEEDED"):
+        if record is not None and (record.status == "SUBMIT_FAILED" or (wait and record.status != "SUCCEEDED")):
             ret.status = JobStatus.FAILED
-            detail = f"\n{record.log_tail}" if record.log_tail else ""
-            ret.return_value = RayJobFailed(f"Ray Job {record.submission_id} for [{record.label}] ended {record.status}: {record.message or ''}{detail}")
+            logs = f"; its log: python -m rft.jobs logs {record.submission_id}" if record.submission_id else ""
+            ret.return_value = RayJobFailed(
+                f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (state of all points: {Path(record.run_dir).parent / 'sweep.json'})"
+            )
         else:
             ret.status = JobStatus.COMPLETED
-            ret.return_value = record.final_metric if wait else None
+            ret.return_value = record.final_metric if wait and record is not None else None
         return ret

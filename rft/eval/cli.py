@@ -3,19 +3,23 @@
     python -m rft.eval task=counting model.path=/models/Qwen2-VL-2B-Instruct eval.prompt=zero_shot
     python -m rft.eval task=structure eval.run=outputs/runs/2025-01-01_12-00-00_structure_reason_rft
     python -m rft.eval task=counting 'eval.checkpoints=[Qwen/Qwen2-VL-2B-Instruct,/runs/a,/runs/b/checkpoints/step_200]'
-    python -m rft.eval ... hydra.run.dir=outputs/eval/my_eval    # resume an interrupted one
+    python -m rft.eval <same arguments> hydra.run.dir=outputs/eval/my_eval    # resume into a folder
 
 The same configuration tree as `rft.launch` (task, model, data, rollout, eval groups); the run
 folder defaults to `${outputs_root}/eval/<time>_<task>`. Under `<run folder>/eval/`:
 `predictions.jsonl` (one line per record and checkpoint, also the journal a resumed run skips),
 `results.json` (rows: task, model, checkpoint, step, split, subset, score, n, n_unparsed, format),
-`results.md` (the comparison table) and `score_vs_step.png` (when checkpoints have steps); the
-metrics and files also go to the configured tracking sinks (mlflow by default).
+`results.md` (the comparison table) and `score_vs_step.png` (when checkpoints have steps). The
+tracking sinks (metrics.jsonl, mlflow by default) get `eval/<split>/score|format|n_unparsed` and
+per subset `eval/<split>/<subset>/...` for each checkpoint, at its training step (prefixed with
+the stage, `stage2_rl/eval/...`, for reason_rft runs), plus the files above as artifacts.
 
 Checkpoints are resolved and data loaded before Ray starts, so a folder without a model fails at
 once, naming it. The rollout actors start once, on the first checkpoint with work left, and load
 each further checkpoint's weights in place (rft.eval.session). Records are generated in batches of
-`eval.batch_size` (default 64); each finished batch is appended to the journal.
+`eval.batch_size` (default 64 per rollout worker); each finished batch is appended to the journal.
+With vLLM every request carries the sampling seed, so a resumed evaluation samples what an
+uninterrupted one would; the HF engine seeds once per batch, so only greedy runs match exactly.
 
 `eval.run` and `eval.batch_size` are read when present; until the schema (rft.config.EvalConfig)
 declares them, this command accepts them by turning `eval.run=...` into `+eval.run=...`.
@@ -48,12 +52,12 @@ from rft.eval.runner import (
     result_rows,
     split_metrics,
 )
-from rft.eval.targets import Target, eval_targets
+from rft.eval.targets import PLAIN, Target, eval_targets
 from rft.rollout.types import SamplingSettings
 
 log = logging.getLogger("rft.eval")
 DEFAULT_RUN_DIR = "${outputs_root}/eval/${now:%Y-%m-%d_%H-%M-%S}_${task.name}"
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 64  # records per generation call and rollout worker
 OPTIONAL_KEYS = ("run", "batch_size")  # eval keys read with .get(), see the module docstring
 SPLIT_FILE = {"id": "data.test_id", "ood": "data.test_ood", "train": "data.train"}
 
@@ -80,7 +84,7 @@ def plan_eval(cfg: DictConfig) -> EvalPlan:
     targets = eval_targets(cfg)
     splits, source = eval_records(cfg)
     task = task_for(cfg)
-    batch_size = int(cfg.eval.get("batch_size") or DEFAULT_BATCH_SIZE)
+    batch_size = int(cfg.eval.get("batch_size") or DEFAULT_BATCH_SIZE * cfg.rollout.num_workers)
     if batch_size < 1:
         raise ConfigError("eval.batch_size: must be >= 1")
     kwargs = {split: records_kwargs(task, records, cfg.model) for split, records in splits.items()}
@@ -104,6 +108,11 @@ def eval_records(cfg: DictConfig) -> tuple[dict[str, list[Record]], str]:
         splits = {"id": data.test_id, "ood": data.test_ood, "train": data.train}
         splits, source = {s: splits[s] for s in cfg.eval.splits}, data.source
     splits = {split: limited(cfg, records) for split, records in splits.items()}
+    for split in [s for s, records in splits.items() if not records]:
+        log.warning("split %r has no records in %s; skipped", split, source)
+        del splits[split]
+    if not splits:
+        raise ConfigError(f"eval.splits: none of {list(cfg.eval.splits)} has records in {source}")
     for split, records in splits.items():
         _check_ids(split, records)
     return splits, source
@@ -170,10 +179,13 @@ def run_eval(cfg: DictConfig, run_dir: Path, session=None) -> float | None:
             target_rows = evaluate_target(cfg, plan, target, session, journal)
             rows += target_rows
             write_results(out_dir, rows)
-            tracker.log(target.step if target.step is not None else index, split_metrics(target_rows))
+            tracker.log(target.step if target.step is not None else index, target_metrics(target, target_rows))
         for path in write_results(out_dir, rows) + [journal.path]:
             tracker.log_artifact(path)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         tracker.close(status)
         if owned:
@@ -182,6 +194,14 @@ def run_eval(cfg: DictConfig, run_dir: Path, session=None) -> float | None:
     print(f"eval folder: {out_dir}" + (f" (plot: {PLOT_PNG})" if (out_dir / PLOT_PNG).exists() else ""))
     last = [r for r in rows if r["subset"] == ALL]
     return last[-len(plan.splits)]["score"] if last else None
+
+
+def target_metrics(target: Target, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Tracked metrics of one target: `eval/<split>/score|format|n_unparsed` (and per subset),
+    under `<stage>/` for a multi-stage run's checkpoints, whose steps restart at each stage.
+    The tracking step is the checkpoint's step, else the target's position in the list."""
+    prefix = f"{target.stage}/" if target.stage else ""
+    return {prefix + key: value for key, value in split_metrics(rows).items()}
 
 
 def evaluate_target(cfg: DictConfig, plan: EvalPlan, target: Target, session, journal: Journal) -> list[dict[str, Any]]:
@@ -214,7 +234,8 @@ def _print_plan(plan: EvalPlan, run_dir: Path, done: int) -> None:
     sizes = ", ".join(f"{split} {len(records)}" for split, records in plan.splits.items())
     print(f"rft eval: task {plan.task.name}, {len(plan.targets)} checkpoint(s), records: {sizes} ({plan.source})")
     for target in plan.targets:
-        print(f"  {target.model} {target.checkpoint if target.checkpoint != '-' else ''} -> {target.folder}")
+        name = target.model if target.checkpoint == PLAIN else f"{target.model} {target.checkpoint}"
+        print(f"  {name} -> {target.folder}")
     if done:
         print(f"  resuming: {done} predictions already in {run_dir}/eval/predictions.jsonl")
 

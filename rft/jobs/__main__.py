@@ -135,7 +135,7 @@ def cmd_list(args, client) -> int:
 
     table = Table(title=f"Ray Jobs on {client.get_address()}")
     for column in ("submission id", "status", "start", "run folder / entrypoint"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     jobs = sorted(client.list_jobs(), key=lambda j: j.start_time or 0)
     for job in jobs:
         meta = job.metadata or {}

@@ -128,21 +128,21 @@ def check_job_server(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
 
 def connect(address: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S):
     """A JobSubmissionClient for `address` (default: RAY_ADDRESS, else DEFAULT_ADDRESS)."""
-    from ray.job_submission import JobSubmissionClient
-
     deadline = time.monotonic() + timeout_s
     url = api_server_url(resolve_address(address) or DEFAULT_ADDRESS, timeout_s)
     check_job_server(url, max(deadline - time.monotonic(), 0.5))
+    from ray.job_submission import JobSubmissionClient  # after the check: importing Ray takes seconds
+
     with _without_address_env():
         return _run_with_timeout(lambda: JobSubmissionClient(url), max(deadline - time.monotonic(), 1.0), f"connecting to {url}")
 
 
 def free_port(preferred: int | None = None) -> int:
-    """`preferred` when nothing listens on it on 127.0.0.1, else a free port the OS picks."""
+    """`preferred` when no address of this machine uses it, else a free port the OS picks."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind(("", port))
             except OSError:
                 continue
             return sock.getsockname()[1]
@@ -171,10 +171,13 @@ def _last_started_cluster() -> str | None:
 
 
 def start_head_command(gcs_port: int, dashboard_port: int, num_cpus: int, extra: list[str] | None = None) -> list[str]:
-    """`ray start --head` with the GCS, dashboard and node address on loopback."""
+    """`ray start --head` on loopback. The ports Ray would otherwise fix (dashboard agent 52365,
+    Ray Client 10001) are picked free, so this head can run beside another Ray on the machine
+    (a busy agent port leaves the head without a job agent: "No available agent")."""
     return [
         ray_executable(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
         f"--num-cpus={num_cpus}", "--disable-usage-stats", *(extra or []),
     ]  # fmt: skip
 

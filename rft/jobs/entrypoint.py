@@ -6,6 +6,8 @@ driver told to attach to the cluster the job runs on:
     <python> -m rft.launch <overrides> hydra.run.dir=<abs run dir> cluster.address=auto \
         && <python> -m rft.jobs.result <abs run dir>
 
+A sweep run with `--config-dir DIR --config-name NAME` passes both on (DIR relative to the
+project, whose copy is the job's working directory), so each job composes the same primary config.
 `cluster.address=auto` matters: inside a job Ray sets RAY_ADDRESS, and the trainer's default
 (start a local Ray with `num_cpus`) would be refused. The second command prints `result.json` as one
 marked log line, so a submitter that cannot read the run folder (a remote cluster without a shared
@@ -22,7 +24,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rft.jobs.cluster import is_local_url
 
@@ -48,13 +50,28 @@ def task_overrides(overrides: Iterable[str]) -> list[str]:
     return [o for o in overrides if _key(o) not in OWNED_KEYS]
 
 
-def entrypoint(python: str, overrides: Iterable[str], run_dir: str | Path) -> str:
-    """The job's shell command (every piece shell-quoted)."""
+def entrypoint(python: str, overrides: Iterable[str], run_dir: str | Path, config_args: Sequence[str] = ()) -> str:
+    """The job's shell command (every piece shell-quoted); `config_args` select the primary
+    config (`--config-dir sweeps --config-name grpo_lr_beta`) when it is not the default."""
     run_dir = str(Path(run_dir))
-    args = [*task_overrides(overrides), f"hydra.run.dir={run_dir}", "cluster.address=auto"]
+    args = [*config_args, *task_overrides(overrides), f"hydra.run.dir={run_dir}", "cluster.address=auto"]
     launch = shlex.join([python, "-m", "rft.launch", *args])
     report = shlex.join([python, "-m", "rft.jobs.result", run_dir])
     return f"{launch} && {report}"
+
+
+def config_args(config_name: str | None, config_dirs: Iterable[str], root: Path | None) -> list[str]:
+    """`--config-dir`/`--config-name` for a job: empty for the default primary config `config`.
+    A config dir inside the project `root` becomes relative (the job runs in the project's copy)."""
+    args: list[str] = []
+    for folder in config_dirs:
+        path = Path(folder).resolve()
+        if root is not None and path.is_relative_to(root.resolve()):
+            path = path.relative_to(root.resolve())
+        args.append(f"--config-dir={path.as_posix()}")
+    if config_name and config_name != "config":
+        args.append(f"--config-name={config_name}")
+    return args
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:

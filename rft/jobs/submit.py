@@ -7,15 +7,19 @@ for sweeps `rft_sweep`, `rft_point`), so `python -m rft.jobs status|list` can sh
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rft.jobs.entrypoint import entrypoint, log_tail, read_result, result_from_logs, task_overrides
 
 # A freshly started head serves HTTP before its job agent registers ("No available agent").
-AGENT_WAIT_S = 60.0
+AGENT_WAIT_S = 30.0
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+# Ray logs an INFO line per file it leaves out of the working_dir package, and warns once per
+# directory it now excludes by default (.git, .venv: rft excludes them anyway).
+QUIET_LOGGERS = {"ray._private.runtime_env.packaging": logging.WARNING, "ray._private.runtime_env.working_dir": logging.ERROR}
 
 
 def new_submission_id(prefix: str = "rft") -> str:
@@ -34,12 +38,15 @@ def submit_run(
     gpus: float,
     submission_id: str | None = None,
     metadata: dict[str, str] | None = None,
+    config_args: Sequence[str] = (),
 ) -> str:
     """Submit `python -m rft.launch <overrides>` writing to `run_dir`; returns the submission id."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     overrides = task_overrides(overrides)
     meta = {"rft_run_dir": str(run_dir), "rft_overrides": " ".join(overrides), **(metadata or {})}
     kwargs = dict(
-        entrypoint=entrypoint(python, overrides, run_dir),
+        entrypoint=entrypoint(python, overrides, run_dir, config_args),
         runtime_env=runtime_env,
         submission_id=submission_id or new_submission_id(),
         metadata=meta,
@@ -51,8 +58,14 @@ def submit_run(
         try:
             return client.submit_job(**kwargs)
         except RuntimeError as err:
-            if "No available agent" not in str(err) or time.monotonic() > deadline:
+            if "No available agent" not in str(err):
                 raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the cluster's job agent did not become available within {AGENT_WAIT_S:.0f} s (see "
+                    "dashboard_agent.log in the head's session logs; a port conflict with another Ray on the "
+                    "head node is a common cause)"
+                ) from err
             time.sleep(1.0)
 
 

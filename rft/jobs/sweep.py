@@ -54,7 +54,7 @@ class SweepState:
     sweep_dir: str
     address: str
     points: list[Point]
-    created: float = field(default_factory=time.time)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     @property
     def path(self) -> Path:
@@ -67,11 +67,23 @@ class SweepState:
         tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
         os.replace(tmp, self.path)
 
+    def short_label(self, point: Point) -> str:
+        """The point's overrides that differ between points (all of them for a single point)."""
+        shared = set.intersection(*(set(p.overrides) for p in self.points)) if len(self.points) > 1 else set()
+        return " ".join(o for o in point.overrides if o not in shared) or point.label
+
     @classmethod
     def load(cls, path: str | Path) -> "SweepState":
         data = json.loads(Path(path).read_text())
         data["points"] = [Point(**p) for p in data["points"]]
         return cls(**data)
+
+
+def first_line(message: str | None) -> str | None:
+    """Ray's job message without the log excerpt it appends to failures (rft keeps its own tail)."""
+    if not message or not message.strip():
+        return message
+    return message.strip().splitlines()[0].split(", last available logs")[0].rstrip(",: ")
 
 
 def status_name(status: Any) -> str:
@@ -84,15 +96,15 @@ def status_table(state: SweepState):
     from rich.table import Table
 
     table = Table(title=f"sweep {state.sweep_dir} on {state.address}")
-    for column in ("#", "overrides", "job", "status", "final metric"):
-        table.add_column(column)
+    for column in ("#", "point", "job", "status", "final metric"):
+        table.add_column(column, overflow="fold")
     for p in state.points:
         metric = "" if p.final_metric is None else f"{p.final_metric:.4g}"
-        table.add_row(str(p.index), p.label, p.submission_id or "", p.status, metric)
+        table.add_row(str(p.index), state.short_label(p), p.submission_id or "", p.status, metric)
     return table
 
 
-def _finish(client, point: Point, tail_lines: int, report: Callable[[str], None]) -> None:
+def _finish(client, state: SweepState, point: Point, tail_lines: int, report: Callable[[str], None]) -> None:
     """Record a point that just ended: its result when it succeeded, its log tail otherwise."""
     if point.status == "SUCCEEDED":
         result = job_result(client, point.submission_id, point.run_dir) or {}
@@ -100,7 +112,7 @@ def _finish(client, point: Point, tail_lines: int, report: Callable[[str], None]
         point.metrics = result.get("metrics")
         return
     point.log_tail = failure_tail(client, point.submission_id, tail_lines)
-    report(f"point {point.index} ({point.label}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}")
+    report(f"point {point.index} ({state.short_label(point)}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}")
 
 
 def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str], None] = log.info) -> bool:
@@ -113,10 +125,10 @@ def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str]
         status = status_name(info.status)
         if status == point.status:
             continue
-        point.status, point.message, changed = status, info.message, True
-        report(f"point {point.index} ({point.label}): {status}")
+        point.status, point.message, changed = status, first_line(info.message), True
+        report(f"point {point.index} ({state.short_label(point)}): {status}")
         if point.ended:
-            _finish(client, point, tail_lines, report)
+            _finish(client, state, point, tail_lines, report)
     if changed:
         state.save()
     return changed
@@ -131,10 +143,12 @@ def stop_all(client, state: SweepState, wait_s: float = 15.0) -> None:
         except Exception as err:
             log.warning("could not stop job %s: %s", point.submission_id, err)
     deadline = time.monotonic() + wait_s
-    while any(not p.ended for p in running) and time.monotonic() < deadline:
+    while True:
         for point in running:
-            if not point.ended:
-                point.status = status_name(client.get_job_status(point.submission_id))
+            info = client.get_job_info(point.submission_id)
+            point.status, point.message = status_name(info.status), first_line(info.message)
+        if all(p.ended for p in running) or time.monotonic() > deadline:
+            break
         time.sleep(0.5)
     state.save()
 
@@ -149,18 +163,20 @@ def follow(client, state: SweepState, poll_s: float = 2.0, tail_lines: int = 40,
     from rich.live import Live
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
     try:
         with Live(status_table(state), console=console, auto_refresh=False) as live:
             report = live.console.print if console.is_terminal else log.info
-            while True:
+            while not all(p.ended for p in state.points):
+                time.sleep(poll_s)
                 if poll(client, state, tail_lines, report):
                     live.update(status_table(state), refresh=True)
-                if all(p.ended for p in state.points):
-                    return
-                time.sleep(poll_s)
+        if not console.is_terminal:
+            console.print()
     except KeyboardInterrupt:
         if stop_on_interrupt:
-            console.print("interrupted: stopping the sweep's jobs")
+            console.print("\ninterrupted: stopping the sweep's jobs")
             stop_all(client, state)
             console.print(status_table(state))
         raise

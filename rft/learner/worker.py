@@ -323,12 +323,14 @@ class LearnerWorker:
         return {k: v.detach().to("cpu", copy=True) for k, v in checkpoint_state_dict(module).items()}
 
     def export_weights(self, folder: str) -> dict[str, float]:
-        """Write the current weights as safetensors (checkpoint naming) into `folder`. Collective."""
-        from rft.learner.export import write_safetensors
+        """Write the current weights (checkpoint naming) as a complete checkpoint folder. Collective."""
+        from rft.models.loading import write_checkpoint_folder
 
         start = time.perf_counter()
         state = self.full_state_dict()
-        size = write_safetensors(state, folder) if state is not None else 0
+        size = 0
+        if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
+            size = (write_checkpoint_folder(state, folder, self.settings.model_path) / "model.safetensors").stat().st_size
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
     def save(self, folder: str) -> None:

@@ -1,0 +1,12 @@
+"""Models for rft: Qwen2-VL / Qwen2.5-VL loading, checkpoint naming, and tiny random-weight builds.
+
+- `rft.models.loading`: `resolve_model_path` (local folder, `tiny:<arch>[:<size>]`, hub id),
+  `load_model`, `load_processor` (pixel budget), `vllm_mm_processor_kwargs`,
+  `checkpoint_state_dict`, `write_checkpoint_folder`, `ModelNotFoundError`.
+- `rft.models.tiny`: `python -m rft.models.tiny --arch qwen2vl --out DIR`, `build_tiny_model`,
+  `ensure_tiny_model` (cached under RFT_CACHE).
+- `rft.models.vocab`: the corpus the tiny tokenizer is trained on.
+- `rft.models.vllm_weights`: new weights into a running vLLM engine, tied LM head re-tied.
+
+Submodules import torch/transformers lazily; importing this package is cheap.
+"""

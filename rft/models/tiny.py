@@ -32,8 +32,9 @@ checks `model.safetensors` and `tokenizer.json` bytes across two builds.
 `ensure_tiny_model(arch, size)` builds once per machine into
 `rft.paths.models_cache()/<arch>-<size>-v<VERSION>-<recipe hash>`: built in a temporary folder
 beside it and renamed into place (atomic), under a file lock so that racing processes build once.
-The recipe hash covers the model spec and the tokenizer corpus, so a changed corpus (e.g. new
-task prompts) gives a new folder instead of a stale one.
+The recipe hash covers the model spec, the tokenizer corpus, the template and the library
+versions, so a changed corpus (e.g. new task prompts) or an upgrade gives a new folder instead of
+a stale one.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from pathlib import Path
 from rft.models.vocab import REASONING_TAGS, corpus
 from rft.paths import models_cache
 
-# Bump when the build recipe changes in a way the recipe hash does not see (e.g. template text).
+# Bump when the builder's code changes what it writes (the recipe hash sees only the data below).
 VERSION = 1
 ARCHS = ("qwen2vl", "qwen25vl")
 MAX_VOCAB = 2048
@@ -324,9 +325,16 @@ def build_tiny_model(arch: str, out_dir: str | os.PathLike, size: str = "tiny", 
 
 
 def recipe_hash(arch: str, size: str, lines: list[str] | None = None) -> str:
-    """Short hash of what determines the built files (spec, corpus, template, version)."""
+    """Short hash of what determines the built files: spec, corpus, template, pixel defaults,
+    VERSION and the versions of the libraries that write them."""
+    from importlib.metadata import version
+
+    libraries = [version(name) for name in ("torch", "transformers", "tokenizers", "safetensors")]
     payload = json.dumps(
-        [VERSION, arch, asdict(SIZES[size]), CHAT_TEMPLATE, corpus() if lines is None else lines]
+        [
+            VERSION, arch, asdict(SIZES[size]), CHAT_TEMPLATE, DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS,
+            libraries, corpus() if lines is None else lines,
+        ]
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 

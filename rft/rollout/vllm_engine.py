@@ -5,9 +5,9 @@ Images are passed as `multi_modal_data` and resized by vLLM's Qwen2-VL processor
 rollouts saw other resolutions than training did).
 
 Weight updates: vLLM repacks weights after loading, so a live `load_weights` cannot be used on
-CPU. `load_weights(folder)` reloads from safetensors in checkpoint naming via the workers'
-`reload_weights`, then drops the encoder and prefix caches (stale image embeddings otherwise
-survive an update, a recurring bug in other frameworks).
+CPU. `load_weights(folder)` reloads a complete checkpoint folder in place through a worker
+extension that also re-ties tied LM heads, then drops the encoder and prefix caches (see
+`rft.models.vllm_weights`; stale image embeddings otherwise survive an update).
 """
 
 from __future__ import annotations
@@ -39,27 +39,6 @@ def _vllm_input(item: PromptItem) -> dict[str, Any]:
     return request
 
 
-def _retie_lm_head(worker) -> int:
-    """Runs inside each vLLM worker after a reload. With tied embeddings the checkpoint has no
-    `lm_head`, so the in-place reload skips it: the head keeps its old weights, and on CPU also
-    the old prepacked GEMM weights that vLLM built at load time. Point it at the new input
-    embedding and redo its post-load processing. Returns how many heads were refreshed."""
-    model = worker.model_runner.get_model()
-    text_config = worker.model_runner.model_config.hf_config.get_text_config()
-    if not getattr(text_config, "tie_word_embeddings", False):
-        return 0
-    refreshed = 0
-    for name, module in model.named_modules():
-        if name.split(".")[-1] != "lm_head":
-            continue
-        embed = model.get_submodule(name[: -len("lm_head")] + "model.embed_tokens")
-        if module.weight.data_ptr() != embed.weight.data_ptr():
-            module.weight.data.copy_(embed.weight.data)
-        module.quant_method.process_weights_after_loading(module)
-        refreshed += 1
-    return refreshed
-
-
 def _sampled_logprobs(output) -> list[float]:
     if output.logprobs is None:
         return []
@@ -85,10 +64,9 @@ class VLLMEngine:
         enable_sleep_mode: bool = False,
     ):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))
-        # `_retie_lm_head` travels to the engine's workers as a function; vLLM's IPC (between
-        # processes of this actor only) needs pickle for that.
-        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
         from vllm import LLM
+
+        from rft.models.vllm_weights import WORKER_EXTENSION
 
         self.llm = LLM(
             model=model_path,
@@ -100,6 +78,7 @@ class VLLMEngine:
             mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
             gpu_memory_utilization=gpu_memory_utilization,
             enable_sleep_mode=enable_sleep_mode,
+            worker_extension_cls=WORKER_EXTENSION,  # weight reload that keeps tied heads right
         )
         self.banned = {token: -100.0 for token in vision_token_ids(self.llm.get_tokenizer())}
 
@@ -151,10 +130,9 @@ class VLLMEngine:
         return [step[token].logprob for token, step in zip(completion_token_ids, scored)]
 
     def load_weights(self, folder: str) -> None:
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True})
-        self.llm.collective_rpc(_retie_lm_head)
-        self.llm.llm_engine.reset_encoder_cache()
-        self.llm.reset_prefix_cache()
+        from rft.models.vllm_weights import reload_vllm_weights
+
+        reload_vllm_weights(self.llm, folder)
 
     def sleep(self) -> None:
         self.llm.sleep(level=1)

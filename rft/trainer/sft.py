@@ -94,9 +94,13 @@ class SFTTrainer:
             log.info("resumed SFT from %s at step %d", resume_from, self.step)
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
 
+    def prompt_style(self) -> str:
+        """COT-SFT trains on the RL prompt unless `sft.prompt=sft`; ANS-SFT on its own prompt."""
+        return "rl" if self.style == "cot_sft" and self.cfg.sft.prompt == "rl" else self.style
+
     def samples(self, records: list[Record]) -> list[TrainSample]:
         tokenizer = self.processor.tokenizer
-        items = prompt_items(self.task, self.processor, records, self.style, self.cfg.model)
+        items = prompt_items(self.task, self.processor, records, self.prompt_style(), self.cfg.model)
         out = []
         for item, record in zip(items, records):
             target = self.task.sft_target(record, self.style) + END_OF_TURN

@@ -1,6 +1,6 @@
 """Fixtures for the evaluation tests: composed configs, a fake training run with two
-checkpoints of the tiny model, and ONE evaluation session (rollout actors) for the whole test
-session, so vLLM starts once however many evaluations the tests run."""
+checkpoints of the tiny model, and ONE evaluation session (rollout actors) per test module, so
+vLLM starts once however many evaluations the module runs."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def compose_cfg():
     return _compose
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def eval_session(ray_cluster):
-    """Rollout actors shared by every slow evaluation test (started on first use)."""
+    """Rollout actors shared by a module's evaluations (started on first use), released after
+    it so the CPUs go back to the session's one Ray for other modules' actors."""
     from rft.eval.session import EvalSession
 
     session = EvalSession()
@@ -67,7 +68,7 @@ def fake_run(tmp_path_factory, tiny_folder) -> Path:
         generator = torch.Generator().manual_seed(step)
         with torch.no_grad():
             for param in model.parameters():
-                param.add_(torch.randn(param.shape, generator=generator) * (param.std() if param.numel() > 1 else 0.1))
+                param.add_(torch.randn(param.shape, generator=generator) * (param.std() if param.numel() > 1 else 0.1) * 3)
         folder = run / "checkpoints" / f"step_{step}"
         write_checkpoint_folder(checkpoint_state_dict(model), folder / "hf", tiny_folder)
         (folder / "trainer_state.json").write_text(json.dumps({"step": step}))

@@ -10,6 +10,7 @@ on the machine.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +23,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD_CPUS = 4
-# The tiny RL job of the issue: one step, two prompts, two generations.
-TINY_RL = [
-    "stage=rl", "task=counting", "model=tiny_qwen2vl", "trainer.max_steps=1", "trainer.prompts_per_step=2",
-    "algo.num_generations=2", "rollout.max_tokens=16", "data.synth_n_train=8", "data.synth_n_test=4",
-    "learner.num_workers=1", "tracking.sinks=[jsonl]", "cluster.job_cpus=0",
-]  # fmt: skip
 
 
 @dataclass
@@ -101,6 +96,7 @@ def ray_head():
             _stop_jobs(head)
         finally:
             _stop_head(head.process)
+            shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

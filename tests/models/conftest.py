@@ -1,29 +1,21 @@
-"""Shared fixtures for tests/models: a private RFT_CACHE and the two seed-0 tiny models built once.
+"""Shared fixtures for tests/models: the two seed-0 tiny models and a test image maker.
+
+The tiny models come from `ensure_tiny_model`, i.e. the shared cache under RFT_CACHE
+(tests/conftest.py points it at `<repo>/.cache`): builds are deterministic, named by a hash of their recipe and published
+atomically, so reusing them across test runs (and with other test packages) is safe. The fresh
+build path is covered by test_tiny_build.py (a private cache, two racing processes). No
+environment variable is changed here: a session-wide change would leak into other packages' tests.
 
 Run: `.venv/bin/python -m pytest tests/models -q` (add `-m 'not slow'` to skip the vLLM tests).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def rft_cache(tmp_path_factory):
-    """Point RFT_CACHE at a fresh folder so tiny models are built by these tests, not reused."""
-    old = os.environ.get("RFT_CACHE")
-    os.environ["RFT_CACHE"] = str(tmp_path_factory.mktemp("rft-cache"))
-    yield os.environ["RFT_CACHE"]
-    if old is None:
-        os.environ.pop("RFT_CACHE", None)
-    else:
-        os.environ["RFT_CACHE"] = old
-
-
 @pytest.fixture(scope="session")
-def tiny_dirs(rft_cache):
+def tiny_dirs():
     """{arch: folder} of the cached seed-0 `tiny` builds (ensure_tiny_model)."""
     from rft.models.tiny import ARCHS, ensure_tiny_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rft.models import loading
+from rft.models import loading, tiny
 from rft.models.loading import ModelNotFoundError, checkpoint_state_dict, load_model, load_processor, resolve_model_path
 
 BUDGET = (3136, 50176)  # conf/model/tiny_*.yaml
@@ -121,7 +121,7 @@ def test_load_processor_applies_the_pixel_budget(tiny_dirs, make_image):
     grid = processor.image_processor(images=[make_image(448, 448)], return_tensors="pt")["image_grid_thw"]
     assert grid.tolist() == [[1, 16, 16]]  # 448x448 -> 224x224 = 50176 pixels, 16x16 patches of 14
     default = load_processor(str(tiny_dirs["qwen2vl"]))
-    assert loading.pixel_budget(default) == (loading_default := (3136, 200704)) and loading_default
+    assert loading.pixel_budget(default) == (tiny.DEFAULT_MIN_PIXELS, tiny.DEFAULT_MAX_PIXELS)
 
 
 def test_load_processor_overrides_a_legacy_pixel_config(tiny_dirs, tmp_path):
@@ -183,8 +183,6 @@ def test_checkpoint_state_dict_equals_save_pretrained(arch, tmp_path):
 
 def test_checkpoint_state_dict_keeps_an_untied_lm_head(tmp_path):
     from safetensors.torch import load_file
-
-    from rft.models import tiny
 
     tokenizer = tiny.build_tokenizer()
     config = tiny.build_config("qwen2vl", tiny.SIZES["tiny"], tokenizer)

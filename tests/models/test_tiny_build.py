@@ -24,8 +24,13 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("arch", tiny.ARCHS)
 def test_same_seed_gives_identical_files(arch, tiny_dirs, tmp_path):
+    """A second build, by the CLI in another process (other hash seed), is byte-identical."""
     again = tmp_path / "again"
-    tiny.main(["--arch", arch, "--out", str(again), "--seed", "0"])  # the CLI, in-process
+    cli = [sys.executable, "-m", "rft.models.tiny", "--arch", arch, "--out", str(again), "--seed", "0"]
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"built {arch}-tiny (seed 0)" in done.stdout
     first, second = _files(tiny_dirs[arch]), _files(again)
     assert sorted(first) == sorted(second)
     for name in ("model.safetensors", "tokenizer.json", "config.json", "processor_config.json"):

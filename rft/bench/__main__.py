@@ -1,0 +1,25 @@
+"""`python -m rft.bench {rl,demo} ...`: see rft.bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rft.bench import demo, rl
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m rft.bench", description="rft benchmarks (each run is a real `python -m rft.launch`)")
+    sub = root.add_subparsers(dest="command", required=True)
+    rl.add_arguments(sub.add_parser("rl", help="rollout tokens/s (vLLM vs HF), step-time breakdown, weight-sync MB/s"))
+    demo.add_arguments(sub.add_parser("demo", help="the embedded default over several seeds: format and accuracy after SFT and RL"))
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return {"rl": rl.main, "demo": demo.main}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Start `python -m rft.launch` runs as subprocesses and read back what they wrote.
+
+Every run gets its own folder (`hydra.run.dir`); its console output goes to `<run>/launch.out`.
+A run is never retried: a failure is recorded (return code, the log's last lines) and the
+benchmark goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "launch.out"
+TAIL_LINES = 20
+KILLED = -9  # the return code recorded for a run stopped at its time limit
+
+
+@dataclass
+class LaunchResult:
+    """One finished (or failed) launch."""
+
+    run_dir: str
+    overrides: list[str]
+    returncode: int
+    wall_s: float
+    load_before: float
+    load_after: float
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
+
+
+def launch_command(run_dir: Path, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "rft.launch", *overrides, f"hydra.run.dir={Path(run_dir).resolve()}"]
+
+
+def launch(run_dir: Path, overrides: list[str], timeout_s: float | None = None, echo: bool = False) -> LaunchResult:
+    """Run one launch to completion; its output goes to `<run_dir>/launch.out` (and the console
+    with `echo`). A run past `timeout_s` is stopped and recorded as failed (KILLED)."""
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / LOG_NAME
+    load_before, start = load_average(), time.perf_counter()
+    with open(log_path, "w") as log:
+        returncode = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
+    wall = time.perf_counter() - start
+    return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), _tail(log_path))
+
+
+def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> int:
+    """Run `command` in its own session, copying its output to `log`; past `timeout_s` it gets
+    SIGINT (the launch shuts Ray down), then SIGKILL for its whole process group."""
+    env = {**os.environ, "RFT_PROGRESS": os.environ.get("RFT_PROGRESS", "0")}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1, start_new_session=True)
+    pump = threading.Thread(target=_copy, args=(proc.stdout, log, echo), daemon=True)
+    pump.start()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        log.write(f"\n[rft.bench] stopped after {timeout_s:.0f} s\n")
+        pump.join(timeout=10)
+        return KILLED
+    except KeyboardInterrupt:  # the child has its own session: Ctrl-C does not reach it
+        _stop(proc)
+        raise
+    pump.join(timeout=10)
+    return proc.returncode
+
+
+def _copy(stream, log, echo: bool) -> None:
+    for line in stream:
+        log.write(line)
+        log.flush()
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path) -> list[str]:
+    lines = path.read_text(errors="replace").splitlines()
+    return lines[-TAIL_LINES:]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of `<run_dir>/metrics.jsonl` that carry a training step's metrics."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if "timing/step_s" in row]
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "result.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def median_after_warmup(rows: list[dict[str, Any]], key: str) -> float:
+    """Median of `key` over the steps after the first (the warm-up step); the first step alone
+    when it is the only one. NaN when no row has the key."""
+    steady = rows[1:] if len(rows) > 1 else rows
+    values = [float(row[key]) for row in steady if key in row and _finite(row[key])]
+    return statistics.median(values) if values else float("nan")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return path

@@ -1,0 +1,29 @@
+"""Smoke test of `python -m rft.bench rl`: one GRPO step on the tiny model with vLLM, end to end
+through a real launch, and the JSON it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_rl_one_step_writes_table_and_json(tmp_path):
+    out = tmp_path / "bench"
+    command = [sys.executable, "-m", "rft.bench", "rl", "--sizes", "tiny", "--engines", "vllm", "--steps", "1",
+               "--prompts", "2", "--max-tokens", "16", "--timeout", "600", "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Step time" in done.stdout and "rollout" in done.stdout
+    payload = json.loads((out / "rl.json").read_text())
+    (point,) = payload["results"]
+    summary = point["summary"]
+    assert summary["ok"] and summary["steps"] == 1 and not summary["warmup_skipped"]
+    assert summary["rollout tok/s"] > 0 and summary["sync MB/s"] > 0 and summary["step s"] > 0
+    assert payload["parameters"]["tiny"] > 100_000
