@@ -248,6 +248,8 @@ class EvalConfig:
     max_tokens: int = 768
     greedy: bool = False
     checkpoints: list[str] = field(default_factory=list)
+    run: str | None = None  # a training run folder: evaluate all of its checkpoints
+    batch_size: int | None = None  # records per generation call (default: 64 per rollout worker)
     limit: int | None = None  # evaluate only the first N records of each split
 
 

@@ -95,7 +95,7 @@ def test_enum_value_lists_choices():
     [
         ("learner.zero_stage=1", "learner.zero_stage"),
         ("algo.num_generations=1", "algo.num_generations"),
-        ("reward.weights.bogus=1.0", "reward.weights.bogus"),
+        ("+reward.weights.bogus=1.0", "reward.weights.bogus"),
         ("+model._target_=os.system", "model._target_"),
         ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks"),
     ],

@@ -151,15 +151,13 @@ class RayJobsLauncher(Launcher):
 
     # -- launch ------------------------------------------------------------------------------
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rft.jobs.entrypoint import job_python
+        from rft.jobs.cluster import ClusterUnreachable
+        from rft.jobs.compose import PointError
         from rft.jobs.sweep import follow
 
         setup_globals()
         assert self.config is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        from rft.jobs.cluster import ClusterUnreachable
-        from rft.jobs.compose import PointError
-
         try:
             points = self.compose_points(job_overrides, initial_job_idx)
             if self.params.dry_run:
@@ -167,23 +165,29 @@ class RayJobsLauncher(Launcher):
             client, url = self.connect()
         except (PointError, ClusterUnreachable) as err:
             raise RayJobsLaunchError(str(err)) from None
-        sweep_dir = str(Path(str(self.config.hydra.sweep.dir)).expanduser().resolve())
-        state = self._state(sweep_dir, url, points)
-        python = job_python(url, self.params.python)
-        log.info(f"Submitting {len(points)} Ray Jobs to {url}; sweep state: {state.path}")
-        for point, record in zip(points, state.points[-len(points) :]):
+        state = self._state(url, points)
+        records = state.points[-len(points) :]
+        self._submit_all(client, points, records, state)
+        if self.params.wait:
+            try:
+                follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
+            except KeyboardInterrupt:
+                what = "its jobs were stopped" if self.params.stop_on_interrupt else "its jobs go on"
+                raise RayJobsLaunchError(f"interrupted: {what}; their states are in {state.path}") from None
+        else:
+            log.info(f"hydra.launcher.wait=false: not following; see {state.path} or `python -m rft.jobs list --address {url}`")
+        return [self._job_return(p, r, self.params.wait, state.path) for p, r in zip(points, records)]
+
+    def _submit_all(self, client, points: List[ComposedPoint], records: list, state) -> None:
+        """Submit every point in order; after a refused submission, the rest are not tried."""
+        from rft.jobs.entrypoint import job_python
+
+        python = job_python(state.address, self.params.python)
+        log.info(f"Submitting {len(points)} Ray Jobs to {state.address}; sweep state: {state.path}")
+        for point, record in zip(points, records):
             if not self._submit(client, point, record, python, state):
                 self._skip_rest(state, point.index)
-                break
-        if not self.params.wait:
-            log.info("hydra.launcher.wait=false: not following; `python -m rft.jobs status <id>` or sweep.json")
-            return [self._job_return(p, r, wait=False) for p, r in zip(points, state.points[-len(points) :])]
-        try:
-            follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
-        except KeyboardInterrupt:
-            what = "its jobs were stopped" if self.params.stop_on_interrupt else "its jobs go on"
-            raise RayJobsLaunchError(f"interrupted: {what}; their states are in {state.path}") from None
-        return [self._job_return(p, r, wait=True) for p, r in zip(points, state.points[-len(points) :])]
+                return
 
     def _dry_run(self, points: List[ComposedPoint]) -> List[JobReturn]:
         """Print each point's run folder and entrypoint; submit nothing."""
@@ -194,12 +198,14 @@ class RayJobsLauncher(Launcher):
         for point in points:
             command = entrypoint(python, point.overrides, point.run_dir, self.config_args())
             log.info(f"\t#{point.index} : {' '.join(filter_overrides(point.overrides))}\n\t    run folder: {point.run_dir}\n\t    entrypoint: {command}")
-        return [self._job_return(point, None, wait=False) for point in points]
+        return [self._job_return(point, None, False, None) for point in points]
 
-    def _state(self, sweep_dir: str, url: str, points: List[ComposedPoint]):
+    def _state(self, url: str, points: List[ComposedPoint]):
         """The sweep's state: earlier batches (Optuna launches several) plus these points."""
         from rft.jobs.sweep import SWEEP_FILE, Point, SweepState
 
+        assert self.config is not None
+        sweep_dir = str(Path(str(self.config.hydra.sweep.dir)).expanduser().resolve())
         new = [Point(p.index, list(filter_overrides(p.overrides)), p.run_dir) for p in points]
         path = Path(sweep_dir) / SWEEP_FILE
         earlier = SweepState.load(path).points if path.is_file() else []
@@ -242,7 +248,7 @@ class RayJobsLauncher(Launcher):
         state.save()
         return record.status != SUBMIT_FAILED
 
-    def _job_return(self, point: ComposedPoint, record, wait: bool) -> JobReturn:
+    def _job_return(self, point: ComposedPoint, record, wait: bool, sweep_file: Optional[Path]) -> JobReturn:
         """Hydra's view of a point: COMPLETED with the final metric, or FAILED with RayJobFailed."""
         from rft.jobs.compose import task_config
 
@@ -257,7 +263,7 @@ class RayJobsLauncher(Launcher):
             ret.status = JobStatus.FAILED
             logs = f"; its log: python -m rft.jobs logs {record.submission_id}" if record.submission_id else ""
             ret.return_value = RayJobFailed(
-                f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (state of all points: {Path(record.run_dir).parent / 'sweep.json'})"
+                f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (all points: {sweep_file})"
             )
         else:
             ret.status = JobStatus.COMPLETED

@@ -12,8 +12,9 @@ minutes on an unroutable host). An explicit address wins over `RAY_ADDRESS`, whi
 would otherwise silently prefer.
 
 `local_head()` reuses the cluster of the last `ray start` on this machine when it answers, and
-otherwise starts one (`ray start --head`) with every port on 127.0.0.1; it keeps running after the
-caller exits (so `python -m rft.jobs logs` works later); `ray stop` ends it.
+otherwise starts one (`ray start --head`) with the dashboard and GCS on 127.0.0.1 in a temp dir of
+its own; it keeps running after the caller exits (so `python -m rft.jobs logs` works later);
+`ray stop` ends it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +34,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 DEFAULT_TIMEOUT_S = 10.0
+# Where a head started by rft keeps its sessions (its own, see local_head).
+LOCAL_TEMP_DIR = os.path.join(tempfile.gettempdir(), f"rft-ray-{os.getuid()}")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
 _HINT = (
@@ -110,11 +114,15 @@ def api_server_url(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
 
 
 def check_job_server(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
-    """The Ray version the job server at `url` runs; ClusterUnreachable when it does not answer."""
+    """The Ray version the job server at `url` runs; ClusterUnreachable when it does not answer.
+    A cluster with token authentication answers 401 without a token: it is there (Ray's client,
+    which sends the token, reports authentication problems itself)."""
     import requests
 
     try:
         response = requests.get(f"{url}/api/version", timeout=max(timeout_s, 0.5))
+        if response.status_code in (401, 403):
+            return "unknown (token authentication: Ray's client sends the token)"
         response.raise_for_status()
         return str(response.json()["ray_version"])
     except requests.exceptions.Timeout:
@@ -155,11 +163,12 @@ def ray_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
-def _last_started_cluster() -> str | None:
-    """The dashboard URL of the last `ray start` on this machine, if it still answers."""
+def cluster_in(temp_dir: str | None) -> str | None:
+    """The dashboard URL of the cluster last started by `ray start` with this temp dir (None: Ray's
+    default, /tmp/ray), if it still answers."""
     from ray._private.utils import read_ray_address
 
-    gcs = read_ray_address()
+    gcs = read_ray_address(temp_dir)
     if not gcs:
         return None
     try:
@@ -195,20 +204,25 @@ def wait_for_job_server(url: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-def local_head(num_cpus: int | None = None, log: Callable[[str], None] = print) -> str:
-    """The dashboard URL of a Ray head on this machine, starting one on loopback if needed."""
-    existing = _last_started_cluster()
-    if existing:
-        log(f"using the local Ray cluster at {existing} (started earlier with `ray start`)")
-        return existing
+def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log: Callable[[str], None] = print) -> str:
+    """The dashboard URL of a Ray head on this machine: the one `ray start` made (by you, in Ray's
+    default temp dir, or by rft in `temp_dir`) if it answers, else a new one on loopback.
+
+    rft's head lives in its own temp dir so that `ray.init()` elsewhere on the machine (which
+    attaches to the cluster recorded in /tmp/ray) does not silently join it."""
+    for folder in (None, temp_dir):
+        existing = cluster_in(folder)
+        if existing:
+            log(f"using the local Ray cluster at {existing} (started earlier with `ray start`)")
+            return existing
     cpus = num_cpus or max(os.cpu_count() or 1, 4)
     dashboard_port = free_port(8265)
-    command = start_head_command(free_port(6379), dashboard_port, cpus)
+    command = start_head_command(free_port(6379), dashboard_port, cpus, [f"--temp-dir={temp_dir}"])
     log(f"starting a local Ray head: {' '.join(command)}")
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     url = f"http://127.0.0.1:{dashboard_port}"
     wait_for_job_server(url)
-    log(f"local Ray head ready at {url} ({cpus} CPUs); it keeps running: `ray stop` ends it")
+    log(f"local Ray head ready at {url} ({cpus} CPUs); it keeps running for later sweeps and `python -m rft.jobs`; `ray stop` ends it (and every other Ray on this machine)")
     return url

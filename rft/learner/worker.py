@@ -85,6 +85,10 @@ def deepspeed_config(settings: LearnerSettings, with_optimizer: bool = True) -> 
     return config
 
 
+class NonFiniteWeights(RuntimeError):
+    """An update left NaN or inf in the weights; they are not pushed to the rollout engines."""
+
+
 class LearnerWorker:
     """Plain class; `rft.learner.group` wraps it with `ray.remote` and places it."""
 
@@ -329,6 +333,10 @@ class LearnerWorker:
         start = time.perf_counter()
         state = self.full_state_dict()
         size = 0
+        if state is not None:
+            bad = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
+            if bad:
+                raise NonFiniteWeights(f"{len(bad)} weight tensors hold NaN or inf after the update (e.g. {bad[:3]}); lower the learning rate")
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
             size = (write_checkpoint_folder(state, folder, self.settings.model_path) / "model.safetensors").stat().st_size
         return {"bytes": float(size), "export_s": time.perf_counter() - start}

@@ -8,6 +8,7 @@ redoes that slice, so a step is never lost to one crashed engine.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import ray
@@ -53,13 +54,24 @@ class RolloutGroup:
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
         slices = _split(items, len(self.workers))
-        results = [self._call_with_recovery(i, "generate", part, sampling, with_rewards) if part else ([], {}) for i, part in enumerate(slices)]
+        results = [self._generate_slice(i, part, sampling, with_rewards) if part else ([], {}) for i, part in enumerate(slices)]
         completions = [c for part, _ in results for c in part]
         timings: dict[str, float] = {}
         for _, part_timings in results:
             for key, value in part_timings.items():
                 timings[key] = max(timings.get(key, 0.0), value)
         return completions, timings
+
+    def _generate_slice(self, index: int, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool):
+        """One worker's share; redone if the worker turns out to have restarted (it then
+        generates with its initial weights, so the weight version of its completions says so)."""
+        for _ in range(self.max_restarts + 1):
+            completions, timings = self._call_with_recovery(index, "generate", items, sampling, with_rewards)
+            if self.latest_weights is None or all(c.weight_version == self.latest_weights[1] for c in completions):
+                return completions, timings
+            log.warning("rollout worker %d restarted between calls; reloading weights and redoing its slice", index)
+            self._restore(self.workers[index])
+        raise RuntimeError(f"rollout worker {index} keeps generating with stale weights")
 
     def _call_with_recovery(self, index: int, method: str, *args):
         worker = self.workers[index]
@@ -72,8 +84,17 @@ class RolloutGroup:
                 log.warning("rollout worker %d died (%s); waiting for its restart and redoing its slice", index, err)
                 self._restore(worker)
 
-    def _restore(self, worker) -> None:
-        ray.get(worker.health.remote())  # blocks until the restarted actor is up
+    def _restore(self, worker, timeout_s: float = 600.0) -> None:
+        """Wait for the restarted actor to answer, then give it the latest weights."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                ray.get(worker.health.remote())
+                break
+            except _ACTOR_ERRORS:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         if self.latest_weights is not None:
             ray.get(worker.load_weights.remote(*self.latest_weights))
 

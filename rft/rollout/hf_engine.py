@@ -50,6 +50,7 @@ class HFEngine:
                 num_return_sequences=sampling.n,
                 eos_token_id=self.eos_ids,
                 suppress_tokens=self.banned,
+                remove_invalid_values=True,  # a diverged model must not crash sampling; the learner skips its NaN loss
                 pad_token_id=self.pad_id,
                 output_logits=True,
                 return_dict_in_generate=True,

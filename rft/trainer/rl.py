@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from omegaconf import DictConfig
 
@@ -138,6 +139,7 @@ class RLTrainer:
                 self.step += 1
                 last = self.train_step()
                 self.tracker.log(self.step, last)
+                self._stop_if_diverged()
                 bar.update(1, reward=last["reward/mean"], step_s=last["timing/step_s"])
                 if self.step % self.cfg.trainer.save_every == 0 or self.step == self.cfg.trainer.max_steps:
                     self.save_checkpoint()
@@ -199,6 +201,7 @@ class RLTrainer:
         metrics.update(rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights))
         samples = self._samples(items, completions)
 
+        self._rollout_sleep()
         t0 = time.perf_counter()
         if self.algo.needs_reference:
             for sample, ref in zip(samples, self.workers.learners.logprobs(samples, "ref")):
@@ -215,6 +218,7 @@ class RLTrainer:
         update_s = time.perf_counter() - t0
         self._check_update(update)
 
+        self._rollout_wake()
         sync = self._sync_weights()
         step_s = time.perf_counter() - start
         gen_tokens = sum(len(c.token_ids) for c in completions)
@@ -246,6 +250,19 @@ class RLTrainer:
                 metrics[f"dapo/{key}"] = timings[key]
         return metrics
 
+    @property
+    def _shares_gpus(self) -> bool:
+        """Colocated on GPUs: vLLM frees its memory while the learners update."""
+        return bool(self.cfg.cluster.colocate and self.cfg.rollout.gpus_per_worker > 0)
+
+    def _rollout_sleep(self) -> None:
+        if self._shares_gpus:
+            self.workers.rollout.sleep()
+
+    def _rollout_wake(self) -> None:
+        if self._shares_gpus:
+            self.workers.rollout.wake()
+
     def _samples(self, items: list[PromptItem], completions: list[Completion]) -> list[TrainSample]:
         by_group = {item.group: item for item in items}
         rewards = torch.tensor([c.rewards["total"] for c in completions], dtype=torch.float32)
@@ -257,19 +274,31 @@ class RLTrainer:
         if update.get("skipped_update", 0.0) > 0:
             self.bad_updates += 1
             log.warning("step %d: non-finite loss, update skipped (%d in a row)", self.step, self.bad_updates)
-            if self.bad_updates >= self.cfg.learner.max_bad_updates:
-                self.save_checkpoint()
-                raise TrainingStopped(
-                    f"{self.bad_updates} updates in a row had a non-finite loss (last at step {self.step}); "
-                    f"stopped after saving {ckpt.latest(self.run_dir)}. Lower algo.lr or check the rewards."
-                )
         else:
             self.bad_updates = 0
+
+    def _stop_if_diverged(self) -> None:
+        if self.bad_updates < self.cfg.learner.max_bad_updates:
+            return
+        self.save_checkpoint()
+        raise TrainingStopped(
+            f"{self.bad_updates} updates in a row had a non-finite loss (last at step {self.step}); "
+            f"stopped after saving {ckpt.latest(self.run_dir)}. Lower algo.lr or check the rewards."
+        )
 
     def _sync_weights(self) -> dict[str, float]:
         start = time.perf_counter()
         folder = self.sync_dir / f"v{self.step}"
-        exported = self.workers.learners.export_weights(str(folder))
+        try:
+            exported = self.workers.learners.export_weights(str(folder))
+        except ray.exceptions.RayTaskError as err:
+            if "NonFiniteWeights" not in str(err):
+                raise
+            last = ckpt.latest(self.run_dir)
+            raise TrainingStopped(
+                f"step {self.step}: the update made the weights non-finite, so they were not synced or saved; "
+                f"the last good checkpoint is {last} (resume from it with a lower algo.lr). Cause: {err.cause if hasattr(err, 'cause') else err}"
+            ) from None
         self.workers.rollout.load_weights(str(folder), self.step)
         for old in self.sync_dir.glob("v*"):
             if old != folder:

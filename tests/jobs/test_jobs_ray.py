@@ -42,6 +42,12 @@ def _sweep_points(sweep_dir: Path):
     return SweepState.load(path).points if path.is_file() else []
 
 
+def test_a_head_is_found_by_its_temp_dir(ray_head):
+    from rft.jobs.cluster import cluster_in
+
+    assert cluster_in(ray_head.temp_dir) == ray_head.url
+
+
 def test_two_point_sweep_of_the_tiny_rl_job_succeeds(ray_head, job_env, run_rft, tiny_model, tmp_path):
     sweep_dir = tmp_path / "sweep"
     start = time.monotonic()

@@ -197,6 +197,25 @@ def test_explicit_address_wins_over_ray_address(monkeypatch):
     assert resolve_address(None) is None
 
 
+def test_local_head_reuses_a_running_cluster(monkeypatch):
+    from rft.jobs import cluster
+
+    monkeypatch.setattr(cluster, "cluster_in", lambda folder: "http://127.0.0.1:1234" if folder == "/rft-tmp" else None)
+    monkeypatch.setattr(cluster.subprocess, "run", lambda *a, **k: pytest.fail("must not start a head"))
+    assert cluster.local_head(temp_dir="/rft-tmp", log=lambda message: None) == "http://127.0.0.1:1234"
+
+
+def test_head_command_keeps_everything_on_loopback_with_free_ports():
+    from rft.jobs.cluster import start_head_command
+
+    command = start_head_command(6390, 8270, 4, ["--temp-dir=/tmp/x"])
+    assert command[1:3] == ["start", "--head"]
+    for flag in ("--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--port=6390", "--dashboard-port=8270", "--num-cpus=4", "--temp-dir=/tmp/x"):
+        assert flag in command
+    ports = {a.split("=")[0]: int(a.split("=")[1]) for a in command if a.startswith(("--dashboard-agent-listen-port", "--ray-client-server-port"))}
+    assert len(ports) == 2 and all(p > 0 for p in ports.values())
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
