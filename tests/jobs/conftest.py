@@ -50,10 +50,20 @@ def _start_head() -> Head:
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_for_job_server(url, timeout_s=90)
+        # `ray start` records the cluster in its temp dir last, just before it blocks.
+        _wait_for_file(Path(temp_dir) / "ray_current_cluster", timeout_s=30)
     except Exception:
         _stop_head(process)
         raise
     return Head(url, f"127.0.0.1:{gcs_port}", temp_dir, process)
+
+
+def _wait_for_file(path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def _stop_head(process: subprocess.Popen) -> None:

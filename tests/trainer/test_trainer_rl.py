@@ -35,17 +35,25 @@ def zero2_run(ray_cluster, tmp_path_factory) -> Path:
     common = TINY_RL + ["rollout.engine=vllm", "learner.num_workers=2", "learner.zero_stage=2", "trainer.save_every=1", "algo.beta=0.04"]
     run(compose(common + ["trainer.max_steps=2"]), run_dir)
     assert [row["step"] for row in _metrics(run_dir)] == [1, 2]
-    run(compose(common + ["trainer.max_steps=3", "trainer.resume=auto"]), run_dir)
+    evaluation = ["trainer.eval_every=3", "eval.limit=4", "eval.max_tokens=16"]
+    run(compose(common + ["trainer.max_steps=3", "trainer.resume=auto"] + evaluation), run_dir)
     return run_dir
 
 
 def test_three_steps_log_every_key(zero2_run):
-    rows = _metrics(zero2_run)
+    rows = [row for row in _metrics(zero2_run) if "reward/mean" in row]
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
         missing = [key for key in REQUIRED_KEYS if key not in row]
         assert not missing, missing
         assert row["samples"] == 8 and row["response_length/max"] <= 24
+
+
+def test_eval_every_logs_eval_scores(zero2_run):
+    evals = [row for row in _metrics(zero2_run) if "eval/id/score" in row]
+    assert [row["step"] for row in evals] == [3]
+    assert "eval/ood/score" in evals[0] and 0 <= evals[0]["eval/id/format"] <= 100
+    assert (zero2_run / "eval" / "step_3" / "results.json").exists()
 
 
 def test_resume_continues_at_step_three(zero2_run):
