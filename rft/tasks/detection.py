@@ -67,7 +67,21 @@ def box_frames(
     return frames
 
 
-class DetectionTask(Task):
+class BoxTask(Task):
+    """A task whose answers are boxes, in the model's convention: 0-1000 (Qwen2-VL) or pixels
+    of the resized image (Qwen2.5-VL)."""
+
+    def __init__(self, box_format: str = "norm1000"):
+        check_box_format(box_format)
+        self.box_format = box_format
+
+    def reward_kwargs(
+        self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, list[Any]]:
+        return box_kwargs(records, self.box_format, image_sizes)
+
+
+class DetectionTask(BoxTask):
     name = "detection"
     default_rewards = {"format": 1.0, "iou": 1.0, "confidence": 1.0}
     examples = (
@@ -91,10 +105,6 @@ class DetectionTask(Task):
             meta={"category": "blue_square", "image_size": [640, 480]},
         ),
     )
-
-    def __init__(self, box_format: str = "norm1000"):
-        check_box_format(box_format)
-        self.box_format = box_format
 
     def request(self, record: Record) -> str:
         """The seeds' detection request for the record's category."""
@@ -126,11 +136,6 @@ class DetectionTask(Task):
     def parse_answer(self, completion: str) -> str | None:
         """The answer text (tolerating a cut-off list), None if it is no readable box list."""
         return None if parse_detections(completion) is None else _answer_text(completion)
-
-    def reward_kwargs(
-        self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None
-    ) -> dict[str, list[Any]]:
-        return box_kwargs(records, self.box_format, image_sizes)
 
     def evaluate(
         self,

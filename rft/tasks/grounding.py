@@ -12,13 +12,13 @@ from typing import Any, Sequence
 from rft.data.records import Record
 from rft.rewards.boxes import Box, iou, parse_corners, to_norm1000
 from rft.rewards.common import extract_answer
-from rft.tasks.base import EvalResult, Task, check_aligned, summarize, think_instruction
-from rft.tasks.detection import box_frames, box_kwargs, check_box_format
+from rft.tasks.base import EvalResult, check_aligned, summarize, think_instruction
+from rft.tasks.detection import BoxTask, box_frames
 
 ANSWER_FORMAT = "(x1,y1),(x2,y2)"
 
 
-class GroundingTask(Task):
+class GroundingTask(BoxTask):
     name = "grounding"
     default_rewards = {"format": 1.0, "giou": 1.0}
     examples = (
@@ -31,10 +31,6 @@ class GroundingTask(Task):
             meta={"image_size": [640, 480]},
         ),
     )
-
-    def __init__(self, box_format: str = "norm1000"):
-        check_box_format(box_format)
-        self.box_format = box_format
 
     def question(self, record: Record) -> str:
         coords = (
@@ -56,11 +52,6 @@ class GroundingTask(Task):
     def parse_answer(self, completion: str) -> str | None:
         answer = extract_answer(completion)
         return answer if parse_corners(answer) is not None else None
-
-    def reward_kwargs(
-        self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None
-    ) -> dict[str, list[Any]]:
-        return box_kwargs(records, self.box_format, image_sizes)
 
     def evaluate(
         self,
