@@ -80,6 +80,12 @@ class VLLMEngine:
             enable_sleep_mode=enable_sleep_mode,
             worker_extension_cls=WORKER_EXTENSION,  # weight reload that keeps tied heads right
         )
+        # Per-request seeds make sampling reproducible request by request, but on CPU vLLM 0.32
+        # crashes when it rewinds a seeded request's generator after a split prefill ("CPU
+        # Generator does not use offset"); there the engine-wide `seed` alone is used.
+        import torch
+
+        self.per_request_seeds = torch.cuda.is_available()
         self.banned = {token: -100.0 for token in vision_token_ids(self.llm.get_tokenizer())}
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings) -> list[Completion]:
@@ -91,7 +97,7 @@ class VLLMEngine:
             top_p=1.0 if sampling.greedy else sampling.top_p,
             top_k=-1 if sampling.greedy else sampling.top_k,
             max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
+            seed=sampling.seed if self.per_request_seeds else None,
             logprobs=0,
             logit_bias=self.banned,
         )

@@ -31,7 +31,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
+        # address="local": always a new local Ray, never one that `ray start` left on this machine
+        # (attaching to it would refuse num_cpus).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
     return True
 
 
