@@ -18,11 +18,12 @@ Checkpoints are resolved and data loaded before Ray starts, so a folder without 
 once, naming it. The rollout actors start once, on the first checkpoint with work left, and load
 each further checkpoint's weights in place (rft.eval.session). Records are generated in batches of
 `eval.batch_size` (default 64 per rollout worker); each finished batch is appended to the journal.
-With vLLM every request carries the sampling seed, so a resumed evaluation samples what an
-uninterrupted one would; the HF engine seeds once per batch, so only greedy runs match exactly.
+With vLLM on GPU every request carries the sampling seed, so a resumed evaluation samples what an
+uninterrupted one would; on CPU (vLLM's CPU build cannot rewind seeded generators) and with the
+HF engine only greedy runs (`eval.greedy=true`) match exactly.
 
-`eval.run` and `eval.batch_size` are read when present; until the schema (rft.config.EvalConfig)
-declares them, this command accepts them by turning `eval.run=...` into `+eval.run=...`.
+`eval.run` adds every checkpoint of a training run; `eval.batch_size` is the number of records
+per generation call.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rft.config import ConfigError, EvalConfig
+from rft.config import ConfigError
 from rft.data.records import Record
 from rft.eval.journal import Journal, check_settings
 from rft.eval.report import PLOT_PNG, markdown, write_results
@@ -58,7 +59,6 @@ from rft.rollout.types import SamplingSettings
 log = logging.getLogger("rft.eval")
 DEFAULT_RUN_DIR = "${outputs_root}/eval/${now:%Y-%m-%d_%H-%M-%S}_${task.name}"
 DEFAULT_BATCH_SIZE = 64  # records per generation call and rollout worker
-OPTIONAL_KEYS = ("run", "batch_size")  # eval keys read with .get(), see the module docstring
 SPLIT_FILE = {"id": "data.test_id", "ood": "data.test_ood", "train": "data.train"}
 
 
@@ -84,7 +84,7 @@ def plan_eval(cfg: DictConfig) -> EvalPlan:
     targets = eval_targets(cfg)
     splits, source = eval_records(cfg)
     task = task_for(cfg)
-    batch_size = int(cfg.eval.get("batch_size") or DEFAULT_BATCH_SIZE * cfg.rollout.num_workers)
+    batch_size = int(cfg.eval.batch_size or DEFAULT_BATCH_SIZE * cfg.rollout.num_workers)
     if batch_size < 1:
         raise ConfigError("eval.batch_size: must be >= 1")
     kwargs = {split: records_kwargs(task, records, cfg.model) for split, records in splits.items()}
@@ -244,15 +244,8 @@ def _print_plan(plan: EvalPlan, run_dir: Path, done: int) -> None:
 
 
 def cli_args(args: list[str]) -> list[str]:
-    """The command-line overrides plus this command's defaults (its run folder, job name);
-    optional eval keys the schema does not declare yet get Hydra's `+` (append) prefix."""
-    declared = {f.name for f in dataclasses.fields(EvalConfig)}
-    out = []
-    for arg in args:
-        key = arg.split("=", 1)[0]
-        if key in {f"eval.{k}" for k in OPTIONAL_KEYS} and key.split(".")[1] not in declared:
-            arg = "+" + arg
-        out.append(arg)
+    """The command-line overrides plus this command's defaults (its run folder, job name)."""
+    out = list(args)
     if not any(a.lstrip("+").startswith("hydra.run.dir=") for a in out):
         out.append(f"hydra.run.dir={DEFAULT_RUN_DIR}")
     if not any(a.lstrip("+").startswith("hydra.job.name=") for a in out):

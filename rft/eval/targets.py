@@ -48,7 +48,7 @@ class Target:
 def eval_targets(cfg: DictConfig) -> list[Target]:
     """The targets in order: `eval.checkpoints` entries, then `eval.run`; else `model.path`."""
     entries = [(f"eval.checkpoints[{i}]", str(e)) for i, e in enumerate(cfg.eval.checkpoints)]
-    run = cfg.eval.get("run")
+    run = cfg.eval.run
     if run:
         entries.append(("eval.run", str(run)))
     if not entries:

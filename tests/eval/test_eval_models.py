@@ -57,7 +57,7 @@ def test_two_checkpoints_give_a_table_and_a_plot(tmp_path, eval_session, fake_ru
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = compose_cfg(tmp_path, f"eval.checkpoints=[{tiny_folder}]", f"+eval.run={fake_run}", "tracking.sinks=[jsonl,mlflow]", f"tracking.mlflow_uri={uri}")
+    cfg = compose_cfg(tmp_path, f"eval.checkpoints=[{tiny_folder}]", f"eval.run={fake_run}", "tracking.sinks=[jsonl,mlflow]", f"tracking.mlflow_uri={uri}")
     run_eval(cfg, tmp_path / "cmp", session=eval_session)
     out = tmp_path / "cmp" / "eval"
 
@@ -84,7 +84,7 @@ def test_two_checkpoints_give_a_table_and_a_plot(tmp_path, eval_session, fake_ru
 
 
 def test_an_interrupted_evaluation_resumes(tmp_path, eval_session, monkeypatch, compose_cfg):
-    cfg = compose_cfg(tmp_path, "task=counting", "eval.limit=4", "+eval.batch_size=2")
+    cfg = compose_cfg(tmp_path, "task=counting", "eval.limit=4", "eval.batch_size=2")
     generated: list[int] = []
     real_generate = eval_session.generate
 

@@ -190,7 +190,7 @@ def scripted(tiny_folder):
 
 
 def test_the_command_scores_from_the_journal_and_resumes(tmp_path, compose_cfg, scripted):
-    cfg = compose_cfg(tmp_path, "task=counting", "data.synth_n_test=8", "eval.limit=4", "+eval.batch_size=3")
+    cfg = compose_cfg(tmp_path, "task=counting", "data.synth_n_test=8", "eval.limit=4", "eval.batch_size=3")
     score = run_eval(cfg, tmp_path / "run", session=scripted)
     out = tmp_path / "run" / "eval"
     rows = json.loads((out / "results.json").read_text())
