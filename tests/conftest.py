@@ -58,3 +58,22 @@ def tiny_image(tmp_path_factory) -> str:
     img.save(path)
     return str(path)
 
+
+
+@pytest.fixture
+def placement(ray_cluster):
+    """`placement(bundles)` reserves a placement group that is removed after the test, so the
+    shared cluster's CPUs are free again for the next one."""
+    from ray.util.placement_group import remove_placement_group
+
+    from rft.trainer.cluster import reserve
+
+    groups = []
+
+    def make(bundles):
+        groups.append(reserve(bundles, timeout_s=60))
+        return groups[-1]
+
+    yield make
+    for group in groups:
+        remove_placement_group(group)

@@ -51,7 +51,8 @@ def seed_row(seed: int, launch: runs.LaunchResult) -> dict[str, Any]:
     """Evaluation after SFT and after RL, the final SFT loss and the wall time of one seed."""
     result = runs.read_result(Path(launch.run_dir))
     stage2 = result.get("stage2", {})
-    row: dict[str, Any] = {"seed": seed, "ok": launch.ok, "wall_min": round(launch.wall_s / 60, 2)}
+    cpu_min = launch.cpu_s / 60 if launch.cpu_s is not None else float("nan")
+    row: dict[str, Any] = {"seed": seed, "ok": launch.ok, "wall_min": round(launch.wall_s / 60, 2), "cpu_min": round(cpu_min, 2)}
     for phase, metrics in (("sft", stage2.get("eval_before", {})), ("rl", stage2.get("eval_after", {}))):
         for cell in CELLS:
             row[f"{phase} {cell}"] = float(metrics.get(_KEYS[cell], float("nan")))
@@ -83,10 +84,11 @@ def print_table(rows: list[dict[str, Any]], chance: dict[str, float]) -> None:
         table.add_column(f"{cell}\nSFT -> RL", justify="right")
     table.add_column("SFT loss", justify="right")
     table.add_column("wall min", justify="right")
+    table.add_column("CPU min", justify="right")
     for row in rows:
         cells = [f"{row[f'sft {c}']:.1f} -> {row[f'rl {c}']:.1f}" for c in CELLS]
         style = "bold" if row["seed"] == "mean" else (None if row["ok"] else "red")
-        table.add_row(str(row["seed"]), *cells, f"{row['sft loss']:.3f}", f"{row['wall_min']:.1f}", style=style)
+        table.add_row(str(row["seed"]), *cells, f"{row['sft loss']:.3f}", f"{row['wall_min']:.1f}", f"{row['cpu_min']:.1f}", style=style)
     Console().print(table)
 
 

@@ -80,6 +80,7 @@ def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict
         row[label] = runs.median_after_warmup(rows, key)
     row["response length"] = runs.median_after_warmup(rows, "response_length/mean")
     row["wall s"] = launch.wall_s
+    row["cpu s"] = launch.cpu_s if launch.cpu_s is not None else float("nan")
     row["load"] = f"{launch.load_before:.1f}->{launch.load_after:.1f}"
     return row
 
@@ -100,7 +101,7 @@ def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> 
     from rich.console import Console
 
     console = Console()
-    rates = ["params", *RATES, "wall s", "load"]
+    rates = ["params", *RATES, "wall s", "cpu s", "load"]
     console.print(_table(f"Throughput at G = {GENERATIONS} (medians after the warm-up step)", points, rates, params))
     console.print(_table("Step time in seconds (medians after the warm-up step)", points, list(TIMINGS), params))
 

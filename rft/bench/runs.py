@@ -35,6 +35,7 @@ class LaunchResult:
     wall_s: float
     load_before: float
     load_after: float
+    cpu_s: float | None = None  # CPU seconds of the launch and every process under it (Linux)
     log_tail: list[str] = field(default_factory=list)
 
     @property
@@ -65,30 +66,34 @@ def launch(run_dir: Path, overrides: list[str], timeout_s: float | None = None, 
     log_path = run_dir / LOG_NAME
     load_before, start = load_average(), time.perf_counter()
     with open(log_path, "w") as log:
-        returncode = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
+        returncode, cpu_s = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
     wall = time.perf_counter() - start
-    return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), _tail(log_path))
+    return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), cpu_s, _tail(log_path))
 
 
-def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> int:
+def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[int, float | None]:
     """Run `command` in its own session, copying its output to `log`; past `timeout_s` it gets
-    SIGINT (the launch shuts Ray down), then SIGKILL for its whole process group."""
+    SIGINT (the launch shuts Ray down), then SIGKILL for its whole process group. Returns the
+    exit status and the CPU seconds of the process tree."""
     env = {**os.environ, "RFT_PROGRESS": os.environ.get("RFT_PROGRESS", "0")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1, start_new_session=True)
     pump = threading.Thread(target=_copy, args=(proc.stdout, log, echo), daemon=True)
     pump.start()
+    meter = CpuMeter(proc.pid)
+    meter.start()
+    returncode = KILLED
     try:
-        proc.wait(timeout=timeout_s)
+        returncode = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _stop(proc)
         log.write(f"\n[rft.bench] stopped after {timeout_s:.0f} s\n")
-        pump.join(timeout=10)
-        return KILLED
     except KeyboardInterrupt:  # the child has its own session: Ctrl-C does not reach it
         _stop(proc)
         raise
+    finally:
+        meter.stop()
     pump.join(timeout=10)
-    return proc.returncode
+    return returncode, meter.total_s()
 
 
 def _copy(stream, log, echo: bool) -> None:
@@ -111,6 +116,63 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+class CpuMeter(threading.Thread):
+    """CPU seconds used by a process and all its descendants (Ray's raylet, workers, vLLM's
+    engine processes), sampled from /proc every `interval` seconds: each process counts with the
+    last value seen, so only processes that live less than one interval are missed. Unlike wall
+    time this hardly depends on what else the machine runs; on 2 cores, wall time on an idle
+    machine is roughly between cpu_s / 2 and cpu_s plus start-up waits. None off Linux."""
+
+    def __init__(self, root_pid: int, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.root_pid, self.interval = root_pid, interval
+        self._seen: dict[tuple[int, int], float] = {}
+        self._done = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = Path("/proc/self/stat").exists()
+
+    def run(self) -> None:
+        while self.available and not self._done.is_set():
+            self.sample()
+            self._done.wait(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def total_s(self) -> float | None:
+        return round(sum(self._seen.values()), 1) if self.available else None
+
+    def sample(self) -> None:
+        stats = _proc_stats()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        todo = [self.root_pid]
+        while todo:
+            pid = todo.pop()
+            if pid in stats:
+                _, start, ticks = stats[pid]
+                self._seen[(pid, start)] = ticks / self._tick
+            todo += children.get(pid, [])
+
+
+def _proc_stats() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, start time, utime + stime in clock ticks) for every process."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        out[int(entry)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))
+    return out
 
 
 def _tail(path: Path) -> list[str]:

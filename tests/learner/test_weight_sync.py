@@ -11,7 +11,6 @@ from rft.learner.worker import LearnerSettings
 from rft.rollout.group import RolloutGroup
 from rft.rollout.types import PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings
-from rft.trainer.cluster import reserve
 
 pytestmark = pytest.mark.slow
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
@@ -26,8 +25,8 @@ def _prompt(tiny_model, image):
     return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
 
 
-def test_update_then_sync_matches_learner(ray_cluster, tiny_model, tiny_image, tmp_path):
-    group = reserve([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}], timeout_s=60)
+def test_update_then_sync_matches_learner(placement, tiny_model, tiny_image, tmp_path):
+    group = placement([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}])
     learner = LearnerGroup(
         LearnerSettings(model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, zero_stage=3, lr=1e-2, micro_batch_tokens=4096),
         2, group, [0, 1], cpus=1, gpus=0,

@@ -13,19 +13,18 @@ from rft.models.loading import checkpoint_state_dict, load_model, load_processor
 from rft.rollout.group import RolloutGroup
 from rft.rollout.types import PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings
-from rft.trainer.cluster import reserve
 
 pytestmark = pytest.mark.slow
 BUDGET = dict(min_pixels=3136, max_pixels=50176)
 
 
-def test_killed_worker_is_restarted_with_latest_weights(ray_cluster, tiny_model, tiny_image, tmp_path):
+def test_killed_worker_is_restarted_with_latest_weights(placement, tiny_model, tiny_image, tmp_path):
     model = load_model(tiny_model)
     with torch.no_grad():
         model.lm_head.weight.mul_(3.0)  # tied: new embeddings and head
     folder = write_checkpoint_folder(checkpoint_state_dict(model), tmp_path / "v1", tiny_model)
 
-    group = reserve([{"CPU": 1}], timeout_s=60)
+    group = placement([{"CPU": 1}])
     rollout = RolloutGroup(EngineSettings(engine="hf", model_path=tiny_model, **BUDGET), 1, group, [0], cpus=1, gpus=0,
                            reward_weights={"format": 1.0}, reward_options={}, max_restarts=2)
     processor = load_processor(tiny_model, **BUDGET)
