@@ -33,7 +33,7 @@ TINY_RL = [
 
 # Counting with one or two objects: short chains of thought, so a few dozen COT-SFT steps teach
 # the tiny model the answer format (measured: format 100% on ID and OOD after 60 steps).
-EASY_COUNTING = ["+task.synth.max_objects=2", "+task.synth.ood_min_objects=3", "+task.synth.ood_max_objects=4"]
+EASY_COUNTING = ["++task.synth.max_objects=2", "++task.synth.ood_min_objects=3", "++task.synth.ood_max_objects=4"]
 
 
 def read_metrics(run_dir) -> list[dict]:

@@ -15,7 +15,7 @@ from rft.config import ConfigError, validate
 from rft.launch import CONF_DIR
 
 TASKS = ["counting", "structure", "spatial", "classification", "detection", "grounding"]
-MODELS = ["tiny_qwen2vl", "tiny_qwen25vl", "qwen2vl_2b", "qwen2vl_7b", "qwen25vl_3b", "qwen25vl_7b"]
+MODELS = ["demo_qwen2vl", "tiny_qwen2vl", "tiny_qwen25vl", "qwen2vl_2b", "qwen2vl_7b", "qwen25vl_3b", "qwen25vl_7b"]
 STAGES = ["ans_sft", "cot_sft", "rl", "zero", "reason_rft"]
 
 
@@ -34,12 +34,20 @@ def test_every_model_and_stage_composes_and_validates(task):
 
 
 def test_defaults_are_the_seeds():
-    cfg = _compose([])
+    cfg = _compose(["model=tiny_qwen2vl"])  # the embedded demo model sets its own small-model values
     assert cfg.stage.name == "reason_rft" and cfg.stage.sft_samples == 1600
     assert cfg.algo.beta == 0.04 and cfg.algo.lr == 1e-6 and cfg.algo.kl_estimator == "k3"
     assert (cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k) == (0.9, 0.9, 50)
     assert (cfg.sft.lr, cfg.sft.warmup_steps, cfg.sft.weight_decay) == (1e-5, 100, 0.1)
     assert (cfg.eval.temperature, cfg.eval.max_tokens) == (0.1, 768)
+
+
+def test_the_embedded_default_is_the_cpu_demo():
+    cfg = _compose([])
+    assert cfg.model.name == "demo_qwen2vl" and cfg.model.path == "tiny:qwen2vl" and cfg.stage.name == "reason_rft"
+    assert cfg.sft.max_steps is not None and cfg.trainer.max_steps <= 50, "a few minutes on 2 cores"
+    real = _compose(["model=qwen2vl_2b"])
+    assert real.sft.lr == 1e-5 and real.algo.lr == 1e-6 and real.trainer.max_steps == 100
 
 
 def test_model_conventions():
