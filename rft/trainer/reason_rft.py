@@ -64,6 +64,8 @@ def run_reason_rft(cfg: DictConfig, run_dir: Path, model_path: str, data: DataSp
     table = comparison_table(stage2.get("eval_before", {}), stage2.get("eval_after", {}))
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
+    for stage_dir in ("stage1_sft", "stage2_rl"):
+        print(f"report: {run_dir / stage_dir / 'report.html'}")
     return {
         "stage": "reason_rft",
         "stage1": stage1,
