@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rft.config import to_container
 from rft.data.records import Record
@@ -54,7 +54,7 @@ def synthetic_dir(cfg: DictConfig) -> Path:
             n_test=cfg.data.synth_n_test,
             seed=cfg.data.synth_seed,
             image_size=cfg.data.synth_image_size,
-            **dict(cfg.task.synth),
+            **OmegaConf.to_container(cfg.task.synth, resolve=True),
         )
     )
 
