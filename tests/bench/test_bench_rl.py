@@ -4,6 +4,7 @@ through a real launch, and the JSON it writes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ def test_bench_rl_one_step_writes_table_and_json(tmp_path):
     out = tmp_path / "bench"
     command = [sys.executable, "-m", "rft.bench", "rl", "--sizes", "tiny", "--engines", "vllm", "--steps", "1",
                "--prompts", "2", "--max-tokens", "16", "--timeout", "600", "--out", str(out)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    wide = {**os.environ, "COLUMNS": "200"}  # rich sizes tables to the terminal; a pipe has none
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=wide)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Step time" in done.stdout and "rollout" in done.stdout
     payload = json.loads((out / "rl.json").read_text())
