@@ -21,6 +21,7 @@ from rft.bench import runs
 BUDGET_MIN = 15.0  # the embedded default must finish within this on 2 cores
 PHASES = ("sft", "rl")
 CELLS = ("id format", "id accuracy", "ood format", "ood accuracy")
+_HEADERS = {"id format": "ID fmt", "id accuracy": "ID acc", "ood format": "OOD fmt", "ood accuracy": "OOD acc"}
 _KEYS = {"id format": "eval/id/format", "id accuracy": "eval/id/score", "ood format": "eval/ood/format", "ood accuracy": "eval/ood/score"}
 
 
@@ -73,22 +74,22 @@ def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]], chance: dict[str, float]) -> None:
+    """Two lines per seed (after SFT, after RL) and two for the mean; narrow enough for 80 columns."""
     from rich.console import Console
     from rich.table import Table
 
-    caption = f"chance: ID {chance.get('id', float('nan')):.1f}, OOD {chance.get('ood', float('nan')):.1f}; " if chance else ""
-    caption += f"format and accuracy in %; budget {BUDGET_MIN:.0f} min"
-    table = Table(title="Embedded default (reason_rft): after SFT -> after RL", caption=caption)
-    table.add_column("seed", justify="right")
-    for cell in CELLS:
-        table.add_column(f"{cell}\nSFT -> RL", justify="right")
-    table.add_column("SFT loss", justify="right")
-    table.add_column("wall min", justify="right")
-    table.add_column("CPU min", justify="right")
+    caption = f"chance: ID {chance.get('id', float('nan')):.1f}%, OOD {chance.get('ood', float('nan')):.1f}%; " if chance else ""
+    caption += f"budget {BUDGET_MIN:.0f} min on 2 cores; wall time depends on the machine's load"
+    table = Table(title="Embedded default (reason_rft): format and accuracy in %", caption=caption)
+    for name in ("seed", "after", *(_HEADERS[c] for c in CELLS), "SFT loss", "wall min", "CPU min"):
+        table.add_column(name, justify="left" if name in ("seed", "after") else "right")
     for row in rows:
-        cells = [f"{row[f'sft {c}']:.1f} -> {row[f'rl {c}']:.1f}" for c in CELLS]
         style = "bold" if row["seed"] == "mean" else (None if row["ok"] else "red")
-        table.add_row(str(row["seed"]), *cells, f"{row['sft loss']:.3f}", f"{row['wall_min']:.1f}", f"{row['cpu_min']:.1f}", style=style)
+        for phase, label in (("sft", "SFT"), ("rl", "RL")):
+            first = phase == "sft"
+            extra = [f"{row['sft loss']:.3f}", f"{row['wall_min']:.1f}", f"{row['cpu_min']:.1f}"] if first else ["", "", ""]
+            cells = [f"{row[f'{phase} {c}']:.1f}" for c in CELLS]
+            table.add_row(str(row["seed"]) if first else "", label, *cells, *extra, style=style, end_section=not first)
     Console().print(table)
 
 
