@@ -81,7 +81,7 @@ def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict
     row["response length"] = runs.median_after_warmup(rows, "response_length/mean")
     row["wall s"] = launch.wall_s
     row["cpu s"] = launch.cpu_s if launch.cpu_s is not None else float("nan")
-    row["load"] = f"{launch.load_before:.1f}->{launch.load_after:.1f}"
+    row["load"] = f"{launch.load_before:.0f}-{launch.load_after:.0f}"
     return row
 
 
@@ -122,7 +122,7 @@ def _table(title: str, points: list[dict[str, Any]], columns: list[str], params:
 def _num(value: Any) -> str:
     if not isinstance(value, (int, float)) or value != value:
         return "-"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return f"{value:,.0f}" if abs(value) >= 50 else f"{value:.2f}"
 
 
 def _millions(n: int | None) -> str:

@@ -240,7 +240,8 @@ def test_the_visual_rft_preset_is_greedy_with_1024_tokens():
     from rft.launch import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        seeds = eval_sampling(compose(config_name="config"), seed=0)
-        visual = eval_sampling(compose(config_name="config", overrides=["eval=visual_rft"]), seed=0)
+        # A real model: the embedded demo shortens generation on purpose.
+        seeds = eval_sampling(compose(config_name="config", overrides=["model=qwen2vl_7b"]), seed=0)
+        visual = eval_sampling(compose(config_name="config", overrides=["model=qwen2vl_7b", "eval=visual_rft"]), seed=0)
     assert (seeds.temperature, seeds.top_p, seeds.top_k, seeds.max_tokens, seeds.greedy) == (0.1, 0.9, 50, 768, False)
     assert (visual.max_tokens, visual.greedy) == (1024, True)
