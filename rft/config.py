@@ -37,6 +37,14 @@ class Engine(str, Enum):
     hf = "hf"
 
 
+class WeightSync(str, Enum):
+    auto = "auto"  # on GPU vLLM engines: ipc when colocated, else nccl; folder otherwise
+    folder = "folder"  # safetensors folder in shared memory, reloaded by each engine
+    gloo = "gloo"  # streamed through vLLM's weight-transfer API over gloo (CPU, across nodes)
+    nccl = "nccl"  # streamed through vLLM's weight-transfer API over NCCL (GPU)
+    ipc = "ipc"  # vLLM's weight-transfer API over CUDA IPC (GPU, colocated: shared GPUs)
+
+
 class Arch(str, Enum):
     qwen2vl = "qwen2vl"
     qwen25vl = "qwen25vl"
@@ -193,6 +201,7 @@ class RolloutConfig:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     max_restarts: int = 2
+    weight_sync: WeightSync = WeightSync.auto
 
 
 @dataclass
@@ -326,8 +335,34 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.sft.prompt in ("rl", "sft"), "sft.prompt", "must be 'rl' or 'sft'")
     _require(cfg.sft.scheduler in ("cosine", "linear", "constant"), "sft.scheduler", "must be cosine, linear or constant")
     _require(cfg.algo.lr_scheduler in ("cosine", "linear", "constant"), "algo.lr_scheduler", "must be cosine, linear or constant")
+    _validate_weight_sync(cfg)
     for sink in cfg.tracking.sinks:
         _require(sink in ("jsonl", "mlflow", "wandb"), "tracking.sinks", f"unknown sink {sink!r}; valid: jsonl, mlflow, wandb")
+
+
+def _on_gpus(cfg: DictConfig) -> bool:
+    return cfg.rollout.gpus_per_worker > 0 and cfg.learner.gpus_per_worker > 0
+
+
+def _validate_weight_sync(cfg: DictConfig) -> None:
+    mode, key = WeightSync(cfg.rollout.weight_sync), "rollout.weight_sync"
+    if mode not in (WeightSync.auto, WeightSync.folder):
+        _require(Engine(cfg.rollout.engine) == Engine.vllm, key, f"{mode.value} streams weights into vLLM engines; rollout.engine=hf takes weight_sync=folder")
+    if mode in (WeightSync.nccl, WeightSync.ipc):
+        _require(_on_gpus(cfg), key, f"{mode.value} needs GPUs on learners and rollout workers (learner.gpus_per_worker, rollout.gpus_per_worker); use gloo or folder on CPU")
+    if mode == WeightSync.ipc:
+        _require(cfg.cluster.colocate, key, "ipc shares GPU memory, so learners and engines must share GPUs (cluster.colocate=true); use nccl otherwise")
+
+
+def weight_sync_mode(cfg: DictConfig) -> str:
+    """`rollout.weight_sync` with `auto` resolved: on GPU vLLM engines ipc when colocated and
+    nccl when not; folder otherwise."""
+    mode = WeightSync(cfg.rollout.weight_sync)
+    if mode != WeightSync.auto:
+        return mode.value
+    if not (_on_gpus(cfg) and Engine(cfg.rollout.engine) == Engine.vllm):
+        return WeightSync.folder.value
+    return WeightSync.ipc.value if cfg.cluster.colocate else WeightSync.nccl.value
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

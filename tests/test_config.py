@@ -106,12 +106,32 @@ def test_enum_value_lists_choices():
         ("+reward.weights.bogus=1.0", "reward.weights.bogus"),
         ("+model._target_=os.system", "model._target_"),
         ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks"),
+        ("rollout.weight_sync=nccl", "rollout.weight_sync"),  # no GPUs configured
+        ("rollout.weight_sync=gloo rollout.engine=hf", "rollout.weight_sync"),
+        ("rollout=gpu learner=gpu rollout.weight_sync=ipc", "rollout.weight_sync"),  # not colocated
     ],
 )
 def test_cross_key_validation_names_the_key(override, key):
-    cfg = _compose([override])
+    cfg = _compose(override.split())
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, mode",
+    [
+        ([], "folder"),
+        (["rollout=gpu", "learner=gpu"], "nccl"),
+        (["rollout=gpu", "learner=gpu", "cluster.colocate=true"], "ipc"),
+        (["rollout=gpu", "learner=gpu", "rollout.engine=hf"], "folder"),
+        (["rollout=gpu"], "folder"),  # learners on CPU: nothing to broadcast over NCCL
+        (["rollout.weight_sync=gloo"], "gloo"),
+    ],
+)
+def test_weight_sync_auto_is_nccl_only_on_gpus(overrides, mode):
+    from rft.config import weight_sync_mode
+
+    assert weight_sync_mode(_compose(overrides)) == mode
 
 
 def test_outputs_root_is_absolute(tmp_path, monkeypatch):

@@ -60,6 +60,14 @@ class LearnerGroup:
     def export_weights(self, folder: str) -> dict[str, float]:
         return ray.get([w.export_weights.remote(folder) for w in self.workers])[0]
 
+    def init_weight_transfer(self, backend: str, num_engine_ranks: int, client) -> None:
+        """Open the streaming group: learner rank 0 is its rank 0, the engines' ranks follow."""
+        master_addr, master_port = ray.get(self.workers[0].address.remote())
+        ray.get([w.init_weight_transfer.remote(backend, master_addr, master_port, 1 + num_engine_ranks, client) for w in self.workers])
+
+    def send_weights(self) -> dict[str, float]:
+        return ray.get([w.send_weights.remote() for w in self.workers])[0]
+
     def save(self, folder: str) -> None:
         ray.get([w.save.remote(folder) for w in self.workers])
 

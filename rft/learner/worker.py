@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,11 +94,15 @@ class LearnerWorker:
     """Plain class; `rft.learner.group` wraps it with `ray.remote` and places it."""
 
     def __init__(self, rank: int, world_size: int, settings: LearnerSettings):
+        # DeepSpeed 0.19 calls torch.distributed functions that torch 2.13 deprecates; the
+        # warning repeats on every ZeRO step (hundreds of lines a run) and says nothing to a user.
+        warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
         self.rank = rank
         self.world_size = world_size
         self.settings = settings
         self.engine = None
         self.ref_engine = None
+        self.transfer = None  # weight streaming to the rollout engines, when set up
 
     # ---- set-up -------------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -340,6 +345,34 @@ class LearnerWorker:
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
             size = (write_checkpoint_folder(state, folder, self.settings.model_path) / "model.safetensors").stat().st_size
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
+
+    def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:
+        """Join the weight-transfer group with the rollout engines (`rollout.weight_sync=nccl|gloo`).
+        Collective: every learner rank calls it; rank 0 rendezvouses through `client`."""
+        from rft.learner.transfer import CheckpointWeightSource, open_transfer
+
+        if self.transfer is not None:
+            self.transfer.shutdown()
+        source = CheckpointWeightSource(self.engine.module, self.settings.zero_stage)
+        self.transfer = open_transfer(backend, self.rank, master_address, master_port, world_size, client, source)
+
+    def send_weights(self) -> dict[str, float]:
+        """Stream the current weights into the rollout engines. Collective."""
+        start = time.perf_counter()
+        if not self._weights_are_finite():
+            raise NonFiniteWeights("the weights hold NaN or inf after the update; lower the learning rate")
+        self.transfer.send_weights()
+        size = sum(math.prod(m.shape) * m.dtype.itemsize for m in self.transfer.source.metadata())
+        return {"bytes": float(size), "export_s": time.perf_counter() - start}
+
+    def _weights_are_finite(self) -> bool:
+        """Every rank checks what it holds (its ZeRO-3 partition, or the full ZeRO-2 copy)."""
+        import torch.distributed as dist
+
+        held = [getattr(p, "ds_tensor", p) for p in self.engine.module.parameters()]
+        bad = torch.tensor([sum(int(not torch.isfinite(t).all()) for t in held)], device=self.device)
+        dist.all_reduce(bad)
+        return bad.item() == 0
 
     def save(self, folder: str) -> None:
         """DeepSpeed state under `folder/deepspeed`, and on rank 0 an HF model under `folder/hf`."""

@@ -30,7 +30,14 @@ fails with "Encoder cache miss".
 
 from __future__ import annotations
 
+import logging
 import os
+
+import rft.models.vllm_transfer  # noqa: F401  registers the gloo weight-transfer backend in vLLM workers
+
+# Every reload warns that rotary embeddings, norms fused into other layers and the tied LM head
+# "failed to load weights": they have none in the checkpoint. Four lines per training step.
+logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
 
 
 def retie_word_embeddings(worker) -> int:
@@ -59,6 +66,12 @@ class WeightSyncExtension:
         self.reload_weights(weights_path=weights_path, is_checkpoint_format=True)
         return retie_word_embeddings(self)
 
+    def rft_finish_weight_update(self) -> int:
+        """`finish_weight_update` of the weight-transfer API, then the same re-tie: the
+        transfer skips the tied head exactly as a folder reload does."""
+        self.finish_weight_update()
+        return retie_word_embeddings(self)
+
 
 WORKER_EXTENSION = f"{__name__}.{WeightSyncExtension.__qualname__}"
 
@@ -84,5 +97,15 @@ def reload_vllm_weights(llm, folder: str | os.PathLike) -> None:
                 f"start the vLLM engine with worker_extension_cls={WORKER_EXTENSION!r} so that "
                 f"reloaded weights can be re-tied in its workers ({err})"
             ) from err
+    drop_stale_caches(llm)
+
+
+def finish_transferred_update(llm) -> None:
+    """Close a weight-transfer update (`start_weight_update`, `update_weights` done) in `llm`."""
+    llm.collective_rpc("rft_finish_weight_update")
+    drop_stale_caches(llm)
+
+
+def drop_stale_caches(llm) -> None:
     llm.llm_engine.reset_encoder_cache()
     llm.reset_prefix_cache()

@@ -1,14 +1,18 @@
 """`RolloutGroup`: `rollout.num_workers` rollout actors used data-parallel, with crash recovery.
 
 A prompt list is split over the workers by contiguous slices. If an actor dies mid-call, Ray
-restarts it (`max_restarts`); the group reloads the latest weights into the new process and
-redoes that slice, so a step is never lost to one crashed engine.
+restarts it (`max_restarts`); the group gives the new process the latest weights and redoes that
+slice, so a step is never lost to one crashed engine. Weights arrive as a folder
+(`load_weights`) or streamed by the learners (`transfer_client`, then `set_weight_version`); for
+streamed weights the controller says how to restore a restarted actor (`restore_with`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -37,7 +41,8 @@ class RolloutGroup:
         max_restarts: int = 2,
     ):
         actor_cls = ray.remote(RolloutWorker)
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb)}
+        # vLLM logs each engine start and weight reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back.
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb), "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
         self.workers = [
             actor_cls.options(
                 num_cpus=cpus,
@@ -49,7 +54,8 @@ class RolloutGroup:
             for i in range(num_workers)
         ]
         self.max_restarts = max_restarts
-        self.latest_weights: tuple[str, int] | None = None
+        self.version: int | None = None  # of the latest weights; None while the initial ones
+        self._restore_weights: Callable[[Any], None] | None = None  # gives a restarted actor them
         ray.get([w.health.remote() for w in self.workers])
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
@@ -67,7 +73,7 @@ class RolloutGroup:
         generates with its initial weights, so the weight version of its completions says so)."""
         for _ in range(self.max_restarts + 1):
             completions, timings = self._call_with_recovery(index, "generate", items, sampling, with_rewards)
-            if self.latest_weights is None or all(c.weight_version == self.latest_weights[1] for c in completions):
+            if self.version is None or all(c.weight_version == self.version for c in completions):
                 return completions, timings
             log.warning("rollout worker %d restarted between calls; reloading weights and redoing its slice", index)
             self._restore(self.workers[index])
@@ -95,12 +101,30 @@ class RolloutGroup:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-        if self.latest_weights is not None:
-            ray.get(worker.load_weights.remote(*self.latest_weights))
+        if self._restore_weights is not None:
+            self._restore_weights(worker)
 
     def load_weights(self, folder: str, version: int) -> float:
-        self.latest_weights = (folder, version)
+        self.version = version
+        self._restore_weights = lambda worker: ray.get(worker.load_weights.remote(folder, version))
         return max(ray.get([w.load_weights.remote(folder, version) for w in self.workers]))
+
+    # ---- weights streamed by the learners (rollout.weight_sync=nccl|gloo) ----
+    def transfer_client(self) -> "RolloutTransferClient":
+        return RolloutTransferClient(self.workers)
+
+    def set_weight_version(self, version: int) -> None:
+        """Record that streamed weights of `version` reached every engine."""
+        self.version = version
+        ray.get([w.set_weight_version.remote(version) for w in self.workers])
+
+    def restore_with(self, restore: Callable[[Any], None]) -> None:
+        """How to give a restarted actor the latest streamed weights (a fresh process has left
+        the transfer group)."""
+        self._restore_weights = restore
+
+    def shutdown_transfer(self) -> None:
+        ray.get([w.shutdown_weight_transfer.remote() for w in self.workers])
 
     def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(item, completion_token_ids))
@@ -118,3 +142,36 @@ class RolloutGroup:
 
 def _split(items: list, parts: int) -> list[list]:
     return [items[i * len(items) // parts : (i + 1) * len(items) // parts] for i in range(parts)]
+
+
+class RolloutTransferClient:
+    """vLLM's `VLLMWeightSyncClient` protocol over the rollout actors (`rft.models.vllm_transfer`).
+
+    Each actor is a vLLM engine of its own and so thinks it is data-parallel rank 0; the client
+    gives each its own ranks in the transfer group. Picklable: the controller hands it to the
+    sending learner rank, which drives the handshake.
+    """
+
+    def __init__(self, actors: list, ranks_per_engine: int = 1):
+        self.actors = list(actors)
+        self.ranks_per_engine = ranks_per_engine
+
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
+        ray.get([actor.init_weight_transfer.remote(self._for_actor(init_info, index)) for index, actor in enumerate(self.actors)])
+
+    def _for_actor(self, init_info: dict[str, Any], index: int) -> dict[str, Any]:
+        if "rank_offset" not in init_info:  # no process group (ipc)
+            return init_info
+        return dict(init_info, rank_offset=int(init_info["rank_offset"]) + index * self.ranks_per_engine)
+
+    def start_weight_update(self) -> None:
+        self._all("start_weight_update")
+
+    def update_weights(self, update_info) -> None:
+        self._all("update_weights", update_info)
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        self._all("finish_weight_update")
+
+    def _all(self, method: str, *args) -> None:
+        ray.get([getattr(actor, method).remote(*args) for actor in self.actors])

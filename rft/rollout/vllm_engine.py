@@ -4,10 +4,12 @@ Images are passed as `multi_modal_data` and resized by vLLM's Qwen2-VL processor
 `min_pixels`/`max_pixels` as the learner's processor (the seeds did not pass them to vLLM, so
 rollouts saw other resolutions than training did).
 
-Weight updates: vLLM repacks weights after loading, so a live `load_weights` cannot be used on
-CPU. `load_weights(folder)` reloads a complete checkpoint folder in place through a worker
-extension that also re-ties tied LM heads, then drops the encoder and prefix caches (see
-`rft.models.vllm_weights`; stale image embeddings otherwise survive an update).
+Weight updates, two ways. `load_weights(folder)` reloads a complete checkpoint folder in place
+through a worker extension that also re-ties tied LM heads, then drops the encoder and prefix
+caches (see `rft.models.vllm_weights`; stale image embeddings otherwise survive an update).
+With `weight_transfer_backend` set, the engine also takes weights streamed by a trainer through
+vLLM's weight-transfer API (`init_weight_transfer`, then per update `start_weight_update`,
+`update_weights`, `finish_weight_update`; see `rft.models.vllm_transfer`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class VLLMEngine:
         kv_cache_gb: int = 1,
         gpu_memory_utilization: float = 0.4,
         enable_sleep_mode: bool = False,
+        weight_transfer_backend: str | None = None,
     ):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))
         from vllm import LLM
@@ -79,6 +82,8 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             enable_sleep_mode=enable_sleep_mode,
             worker_extension_cls=WORKER_EXTENSION,  # weight reload that keeps tied heads right
+            weight_transfer_config={"backend": weight_transfer_backend} if weight_transfer_backend else None,
+            use_tqdm_on_load=False,  # a progress bar per weight reload, i.e. per training step
         )
         # Per-request seeds make sampling reproducible request by request, but on CPU vLLM 0.32
         # crashes when it rewinds a seeded request's generator after a split prefill ("CPU
@@ -139,6 +144,24 @@ class VLLMEngine:
         from rft.models.vllm_weights import reload_vllm_weights
 
         reload_vllm_weights(self.llm, folder)
+
+    # ---- weight-transfer API (`rollout.weight_sync=nccl|gloo`, see rft.models.vllm_transfer) ----
+    def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
+        self.llm.init_weight_transfer_engine({"init_info": init_info})
+
+    def start_weight_update(self) -> None:
+        self.llm.start_weight_update()
+
+    def update_weights(self, update_info: dict[str, Any]) -> None:
+        self.llm.update_weights({"update_info": update_info})
+
+    def finish_weight_update(self) -> None:
+        from rft.models.vllm_weights import finish_transferred_update
+
+        finish_transferred_update(self.llm)
+
+    def shutdown_weight_transfer(self) -> None:
+        self.llm.shutdown_weight_transfer_engine()
 
     def sleep(self) -> None:
         self.llm.sleep(level=1)

@@ -1,8 +1,9 @@
 """`RolloutWorker`: a Ray actor that owns one generation engine and scores what it generates.
 
 Rewards run here, next to generation and off the controller's critical path. The controller
-calls `generate`, `load_weights`, `score`, `sleep`/`wake` and `health`; the actor reports the
-weight version each completion was generated with.
+calls `generate`, `load_weights` (or, streamed by a learner, the weight-transfer calls),
+`score`, `sleep`/`wake` and `health`; the actor reports the weight version each completion was
+generated with.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class EngineSettings:
     kv_cache_gb: int = 1
     gpu_memory_utilization: float = 0.4
     enable_sleep_mode: bool = False
+    weight_transfer_backend: str | None = None  # vLLM backend for rollout.weight_sync=nccl|gloo
 
 
 def engine_dtype(dtype: str) -> str:
@@ -60,6 +62,7 @@ def build_engine(settings: EngineSettings):
         kv_cache_gb=settings.kv_cache_gb,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enable_sleep_mode=settings.enable_sleep_mode,
+        weight_transfer_backend=settings.weight_transfer_backend,
         **kwargs,
     )
 
@@ -116,6 +119,25 @@ class RolloutWorker:
         self.engine.load_weights(folder)
         self.weight_version = version
         return time.perf_counter() - start
+
+    # ---- weights streamed by the learner (rollout.weight_sync=nccl|gloo) ----
+    def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
+        self.engine.init_weight_transfer(init_info)
+
+    def start_weight_update(self) -> None:
+        self.engine.start_weight_update()
+
+    def update_weights(self, update_info: dict[str, Any]) -> None:
+        self.engine.update_weights(update_info)
+
+    def finish_weight_update(self) -> None:
+        self.engine.finish_weight_update()
+
+    def shutdown_weight_transfer(self) -> None:
+        self.engine.shutdown_weight_transfer()
+
+    def set_weight_version(self, version: int) -> None:
+        self.weight_version = version
 
     def sleep(self) -> None:
         self.engine.sleep()

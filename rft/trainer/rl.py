@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
+from rft.config import weight_sync_mode
 from rft.learner.batch import TrainSample
 from rft.learner.export import sync_root
 from rft.rollout.types import Completion, PromptItem, SamplingSettings
@@ -106,6 +107,7 @@ class RLTrainer:
         self.bad_updates = 0
         self.workers: Workers | None = None
         self.tracker = None
+        self.weight_sync = weight_sync_mode(cfg)
         self.sync_dir = sync_root() / f"rft-sync-{hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:12]}"
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -115,8 +117,10 @@ class RLTrainer:
         self.workers = start_workers(
             self.cfg,
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
-            engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed),
+            engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=self.weight_sync),
         )
+        if self.weight_sync != "folder":
+            self._open_weight_transfer()
         if resume_from is not None:
             self._resume(resume_from)
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
@@ -288,9 +292,8 @@ class RLTrainer:
 
     def _sync_weights(self) -> dict[str, float]:
         start = time.perf_counter()
-        folder = self.sync_dir / f"v{self.step}"
         try:
-            exported = self.workers.learners.export_weights(str(folder))
+            sent = self._push_folder() if self.weight_sync == "folder" else self._stream()
         except ray.exceptions.RayTaskError as err:
             if "NonFiniteWeights" not in str(err):
                 raise
@@ -299,11 +302,35 @@ class RLTrainer:
                 f"step {self.step}: the update made the weights non-finite, so they were not synced or saved; "
                 f"the last good checkpoint is {last} (resume from it with a lower algo.lr). Cause: {err.cause if hasattr(err, 'cause') else err}"
             ) from None
+        return {"bytes": sent["bytes"], "sync_s": time.perf_counter() - start}
+
+    def _push_folder(self) -> dict[str, float]:
+        folder = self.sync_dir / f"v{self.step}"
+        exported = self.workers.learners.export_weights(str(folder))
         self.workers.rollout.load_weights(str(folder), self.step)
         for old in self.sync_dir.glob("v*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
-        return {"bytes": exported["bytes"], "sync_s": time.perf_counter() - start}
+        return exported
+
+    def _stream(self) -> dict[str, float]:
+        sent = self.workers.learners.send_weights()
+        self.workers.rollout.set_weight_version(self.step)
+        return sent
+
+    def _open_weight_transfer(self) -> None:
+        rollout = self.workers.rollout
+        self.workers.learners.init_weight_transfer(self.weight_sync, len(rollout.workers), rollout.transfer_client())
+        rollout.restore_with(self._restore_streamed)
+
+    def _restore_streamed(self, worker) -> None:
+        """A restarted rollout actor left the transfer group: load it from a folder, then rebuild
+        the group with every actor."""
+        folder = self.sync_dir / "restore"
+        self.workers.learners.export_weights(str(folder))
+        ray.get(worker.load_weights.remote(str(folder), self.workers.rollout.version))
+        self.workers.rollout.shutdown_transfer()
+        self._open_weight_transfer()
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
     def save_checkpoint(self) -> Path:

@@ -21,7 +21,14 @@ from rft.trainer.cluster import connect, local_cpus_needed, reserve
 from rft.trainer.common import enum_value
 
 
-def engine_settings(cfg: DictConfig, model_path: str, seed: int) -> EngineSettings:
+def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: str = "folder") -> EngineSettings:
+    """`weight_sync` (see `rft.config.weight_sync_mode`) other than folder readies the engines
+    for weights streamed by the learners."""
+    backend = None
+    if weight_sync != "folder":
+        from rft.models.vllm_transfer import vllm_backend  # imports vLLM
+
+        backend = vllm_backend(weight_sync)
     return EngineSettings(
         engine=enum_value(cfg.rollout.engine),
         model_path=model_path,
@@ -34,6 +41,7 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int) -> EngineSettin
         kv_cache_gb=cfg.rollout.kv_cache_gb,
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         enable_sleep_mode=cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0,
+        weight_transfer_backend=backend,
     )
 
 

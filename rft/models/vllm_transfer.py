@@ -1,0 +1,124 @@
+"""Receiving weights through vLLM's RL weight-transfer API (`rollout.weight_sync=nccl|gloo`).
+
+vLLM 0.32 lets a trainer stream weights into running engines: the engine is started with a
+`weight_transfer_config`, then `init_weight_transfer_engine` (once, joins a process group with
+the trainer), and per update `start_weight_update`, `update_weights` (receives the tensors while
+the trainer broadcasts them), `finish_weight_update` (vLLM's layerwise reload re-runs each
+layer's post-load processing). Two transports sit behind that one handshake:
+
+- `nccl` and `ipc`: vLLM's own backends for GPUs (separate GPUs, or shared ones when learners
+  and engines are colocated).
+- `rft_gloo` (`GlooWeightTransferEngine` below): the same protocol over torch's gloo broadcast
+  (TCP). It runs the GPU code path on CPU, so tests cover it here, and it works across nodes,
+  where the folder sync's `/dev/shm` folder cannot be shared.
+
+The engine is registered in vLLM's factory when this module is imported; `rft.models.vllm_weights`
+(the worker extension every rft engine loads) imports it, so each vLLM worker process has it.
+The trainer's end is `rft.learner.transfer`; the control plane between them is
+`rft.rollout.group.RolloutTransferClient`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTransferInitInfo, WeightTransferUpdateInfo
+from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
+
+GLOO_BACKEND = "rft_gloo"
+
+
+def open_gloo_group(master_address: str, master_port: int, rank: int, world_size: int, timeout_s: float):
+    """A gloo process group outside `torch.distributed`'s default group (the learner ranks and
+    vLLM each have their own); rank 0 (the trainer) hosts the rendezvous store."""
+    import torch.distributed as dist
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store = dist.TCPStore(master_address, master_port, world_size, rank == 0, timeout=timeout)
+    return dist.ProcessGroupGloo(dist.PrefixStore("rft-weights", store), rank, world_size, timeout)
+
+
+@dataclass(kw_only=True)
+class GlooInitInfo(WeightTransferInitInfo):
+    master_address: str
+    master_port: int
+    rank_offset: int
+    world_size: int
+    timeout_s: float = 600.0
+
+
+@dataclass
+class TensorListUpdateInfo(WeightTransferUpdateInfo):
+    """What one update sends, in order: the same fields as vLLM's NCCL update info."""
+
+    names: list[str]
+    dtype_names: list[str]
+    shapes: list[list[int]]
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.dtype_names) == len(self.shapes):
+            raise ValueError(f"update info lists differ in length: {len(self.names)} names, {len(self.dtype_names)} dtypes, {len(self.shapes)} shapes")
+
+
+def worker_rank(parallel_config, rank_offset: int) -> int:
+    """This vLLM worker's rank in the transfer group (trainer is rank 0)."""
+    within_dp = parallel_config.data_parallel_index * parallel_config.world_size + parallel_config.rank
+    return rank_offset + within_dp
+
+
+class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, TensorListUpdateInfo]):
+    """vLLM worker side of `rollout.weight_sync=gloo`: receive each tensor, load it layerwise."""
+
+    init_info_cls = GlooInitInfo
+    update_info_cls = TensorListUpdateInfo
+    supports_draft_weight_update = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = None
+
+    def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
+        rank = worker_rank(self.parallel_config, init_info.rank_offset)
+        self.group = open_gloo_group(init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s)
+
+    def start_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        initialize_layerwise_reload(self.model)
+
+    def update_weights(self, update_info: dict[str, Any]) -> None:
+        # The base class ends with `torch.accelerator.synchronize()`, which fails without one;
+        # gloo's `wait()` has already made every tensor whole.
+        self.receive_weights(self.parse_update_info(update_info))
+
+    def receive_weights(self, update_info: TensorListUpdateInfo) -> None:
+        if self.group is None:
+            raise RuntimeError("weight transfer not initialised: call init_weight_transfer_engine first")
+        for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
+            tensor = torch.empty(shape, dtype=getattr(torch, dtype_name))
+            self.group.broadcast(tensor, 0).wait()
+            self.model.load_weights([(name, tensor.to(self.device))])
+
+    def finish_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        finalize_layerwise_reload(self.model, self.model_config)
+
+    def shutdown(self) -> None:
+        self.group = None
+
+
+def register() -> None:
+    if GLOO_BACKEND not in WeightTransferEngineFactory._registry:
+        WeightTransferEngineFactory.register_engine(GLOO_BACKEND, GlooWeightTransferEngine)
+
+
+register()
+
+
+def vllm_backend(weight_sync: str) -> str | None:
+    """The `weight_transfer_config.backend` an engine needs for `rollout.weight_sync`."""
+    return {"nccl": "nccl", "ipc": "ipc", "gloo": GLOO_BACKEND}.get(weight_sync)
