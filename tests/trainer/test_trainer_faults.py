@@ -23,3 +23,33 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(ray_cluster, tmp_path
     assert [row["skipped_update"] for row in rows] == [0.0, 1.0, 1.0]
     assert "step_3" in str(err.value)
     assert (tmp_path / "checkpoints" / "step_3" / "trainer_state.json").exists()
+
+
+def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
+    """`rollout.weight_sync=gloo`: a rollout actor killed between steps comes back with the
+    latest weights (from a folder) and the transfer group is rebuilt, so the next sync streams
+    into the new process."""
+    import os
+    import signal
+
+    import ray
+
+    from rft.trainer.common import load_data, resolve_model
+    from rft.trainer.rl import RLTrainer
+
+    cfg = compose(TINY_RL + ["rollout.weight_sync=gloo", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=3", "trainer.save_every=100"])
+    trainer = RLTrainer(cfg, tmp_path, resolve_model(cfg), load_data(cfg))
+    try:
+        trainer.setup()
+        trainer.step = 1
+        trainer.train_step()
+        actor = trainer.workers.rollout.workers[0]
+        pid = ray.get(actor.health.remote())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        trainer.step = 2
+        metrics = trainer.train_step()  # generation finds the dead actor, restores it, redoes the slice
+        health = ray.get(actor.health.remote())
+        assert health["pid"] != pid
+        assert health["weight_version"] == 2 == metrics["weight_version"]  # step 2's weights were streamed into it
+    finally:
+        trainer.cleanup()
