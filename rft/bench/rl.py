@@ -7,7 +7,9 @@ Reported per run, as medians over the steps after the first (warm-up) step:
 
 - rollout tokens/s (generated tokens / generate time) and learner tokens/s;
 - the step-time breakdown: generate / reward / logprob (reference) / update / sync / step;
-- weight-sync MB/s (bytes exported by the learner / time until the rollout engine has them).
+- weight-sync MB/s (bytes exported by the learner / time until the rollout engine has them),
+  per `rollout.weight_sync` asked for with `--syncs` (`folder`, or `gloo`: streamed through
+  vLLM's weight-transfer API; the HF engine takes folders only).
 
 The random-weight models rarely stop early, so almost every completion runs to
 `rollout.max_tokens`: every run generates the same number of tokens per step.
@@ -23,6 +25,7 @@ from rft.bench import runs
 
 SIZES = {"tiny": "tiny:qwen2vl", "small": "tiny:qwen2vl:small", "bench": "tiny:qwen2vl:bench"}
 ENGINES = ("vllm", "hf")
+SYNCS = ("folder", "gloo")
 GENERATIONS = 8
 # column label -> metrics.jsonl key (medians after the warm-up step)
 TIMINGS = {
@@ -40,9 +43,10 @@ RATES = {
 }
 
 
-def run_overrides(size: str, engine: str, steps: int, prompts: int, max_tokens: int) -> list[str]:
+def run_overrides(size: str, engine: str, steps: int, prompts: int, max_tokens: int, sync: str = "folder") -> list[str]:
     """The launch of one benchmark point: a short GRPO run, no evaluation, one checkpoint."""
     return [
+        f"rollout.weight_sync={sync}",
         "stage=rl",
         "task=counting",
         "model=tiny_qwen2vl",
@@ -72,9 +76,9 @@ def parameter_count(size: str) -> int | None:
     return json.loads((folder / BUILD_INFO).read_text()).get("parameters")
 
 
-def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict[str, Any]], sync: str = "folder") -> dict[str, Any]:
     """One table row: medians of the rates and timings after the warm-up step."""
-    row: dict[str, Any] = {"size": size, "engine": engine, "ok": launch.ok, "steps": len(rows)}
+    row: dict[str, Any] = {"size": size, "engine": engine, "sync": sync, "ok": launch.ok, "steps": len(rows)}
     row["warmup_skipped"] = len(rows) > 1
     for label, key in {**RATES, **TIMINGS}.items():
         row[label] = runs.median_after_warmup(rows, key)
@@ -85,15 +89,26 @@ def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict
     return row
 
 
-def run_point(out: Path, size: str, engine: str, args) -> dict[str, Any]:
-    run_dir = out / "runs" / f"{size}-{engine}"
-    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens)
-    print(f"[rft.bench rl] {size} / {engine}: {run_dir}", flush=True)
+def run_point(out: Path, size: str, engine: str, sync: str, args) -> dict[str, Any]:
+    name = f"{size} / {engine} / {sync}"
+    run_dir = out / "runs" / f"{size}-{engine}-{sync}"
+    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens, sync)
+    print(f"[rft.bench rl] {name}: {run_dir}", flush=True)
     launch = runs.launch(run_dir, overrides, timeout_s=args.timeout, echo=args.verbose)
     if not launch.ok:
-        print(f"[rft.bench rl] {size} / {engine} failed (exit {launch.returncode}); last lines:\n  " + "\n  ".join(launch.log_tail), flush=True)
+        print(f"[rft.bench rl] {name} failed (exit {launch.returncode}); last lines:\n  " + "\n  ".join(launch.log_tail), flush=True)
     rows = runs.read_metrics(run_dir)
-    return {"summary": summarize(size, engine, launch, rows), "launch": launch.to_dict(), "steps": rows}
+    return {"summary": summarize(size, engine, launch, rows, sync), "launch": launch.to_dict(), "steps": rows}
+
+
+def bench_points(args) -> list[tuple[str, str, str]]:
+    """(size, engine, sync) for every run; the HF engine only reloads folders."""
+    return [
+        (size, engine, sync)
+        for size in args.sizes
+        for engine in args.engines
+        for sync in (args.syncs if engine == "vllm" else ["folder"])
+    ]
 
 
 def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> None:
@@ -110,12 +125,12 @@ def _table(title: str, points: list[dict[str, Any]], columns: list[str], params:
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ["size", "engine", *columns]:
-        table.add_column(name, justify="left" if name in ("size", "engine", "load") else "right")
+    for name in ["size", "engine", "sync", *columns]:
+        table.add_column(name, justify="left" if name in ("size", "engine", "sync", "load") else "right")
     for point in points:
         s = point["summary"]
         cells = [_millions(params.get(s["size"])) if name == "params" else s[name] if name == "load" else _num(s[name]) for name in columns]
-        table.add_row(s["size"], s["engine"], *cells, style=None if s["ok"] else "red")
+        table.add_row(s["size"], s["engine"], s["sync"], *cells, style=None if s["ok"] else "red")
     return table
 
 
@@ -132,7 +147,7 @@ def _millions(n: int | None) -> str:
 def main(args) -> int:
     out = Path(args.out).resolve()
     params = {size: parameter_count(size) for size in args.sizes}
-    points = [run_point(out, size, engine, args) for size in args.sizes for engine in args.engines]
+    points = [run_point(out, size, engine, sync, args) for size, engine, sync in bench_points(args)]
     print_table(points, params)
     payload = {
         "benchmark": "rl",
@@ -150,6 +165,7 @@ def main(args) -> int:
 def add_arguments(parser) -> None:
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["tiny", "bench"])
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--syncs", nargs="+", choices=SYNCS, default=["folder"], help="rollout.weight_sync for vLLM runs")
     parser.add_argument("--steps", type=int, default=4, help="RL steps per run (the first is warm-up)")
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step (x G = 8 completions each)")
     parser.add_argument("--max-tokens", type=int, default=64, help="rollout.max_tokens")

@@ -1,5 +1,5 @@
-"""Smoke test of `python -m rft.bench rl`: one GRPO step on the tiny model with vLLM, end to end
-through a real launch, and the JSON it writes."""
+"""Smoke test of `python -m rft.bench rl`: one GRPO step on the tiny model with vLLM (weights
+streamed over gloo), end to end through a real launch, and the JSON it writes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_bench_rl_one_step_writes_table_and_json(tmp_path):
     out = tmp_path / "bench"
     command = [sys.executable, "-m", "rft.bench", "rl", "--sizes", "tiny", "--engines", "vllm", "--steps", "1",
-               "--prompts", "2", "--max-tokens", "16", "--timeout", "600", "--out", str(out)]
+               "--prompts", "2", "--max-tokens", "16", "--timeout", "600", "--out", str(out), "--syncs", "gloo"]
     wide = {**os.environ, "COLUMNS": "200"}  # rich sizes tables to the terminal; a pipe has none
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=wide)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -26,6 +26,6 @@ def test_bench_rl_one_step_writes_table_and_json(tmp_path):
     payload = json.loads((out / "rl.json").read_text())
     (point,) = payload["results"]
     summary = point["summary"]
-    assert summary["ok"] and summary["steps"] == 1 and not summary["warmup_skipped"]
+    assert summary["ok"] and summary["steps"] == 1 and not summary["warmup_skipped"] and summary["sync"] == "gloo"
     assert summary["rollout tok/s"] > 0 and summary["sync MB/s"] > 0 and summary["step s"] > 0
     assert payload["parameters"]["tiny"] > 100_000
