@@ -1,8 +1,8 @@
-"""Writing weights: safetensors folders for weight sync, and Hugging Face checkpoints.
+"""Writing the learner's weights: Hugging Face checkpoints, and where weight-sync folders go.
 
-Both use the checkpoint naming (`model.*`, `visual.*`, no tied `lm_head`) that vLLM's loader and
-`from_pretrained` expect. Files are written to a temporary name and renamed, so a reader never
-sees half a file.
+Checkpoints use the naming (`model.*`, `visual.*`, no tied `lm_head`) that vLLM's loader and
+`from_pretrained` expect; the weights file is written to a temporary name and renamed
+(`rft.models.loading.write_safetensors`), so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -12,18 +12,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-WEIGHTS_FILE = "model.safetensors"
-
-
-def write_safetensors(state: dict[str, torch.Tensor], folder: str | os.PathLike) -> int:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    return (folder / WEIGHTS_FILE).stat().st_size
+from rft.models.loading import write_safetensors
 
 
 def write_hf_checkpoint(state: dict[str, torch.Tensor], config, processor, source_path: str, out_dir: str | os.PathLike) -> Path:

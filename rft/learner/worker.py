@@ -333,7 +333,7 @@ class LearnerWorker:
 
     def export_weights(self, folder: str) -> dict[str, float]:
         """Write the current weights (checkpoint naming) as a complete checkpoint folder. Collective."""
-        from rft.models.loading import write_checkpoint_folder
+        from rft.models.loading import WEIGHTS_FILE, write_checkpoint_folder
 
         start = time.perf_counter()
         state = self.full_state_dict()
@@ -343,7 +343,7 @@ class LearnerWorker:
             if bad:
                 raise NonFiniteWeights(f"{len(bad)} weight tensors hold NaN or inf after the update (e.g. {bad[:3]}); lower the learning rate")
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
-            size = (write_checkpoint_folder(state, folder, self.settings.model_path) / "model.safetensors").stat().st_size
+            size = (write_checkpoint_folder(state, folder, self.settings.model_path) / WEIGHTS_FILE).stat().st_size
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
     def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:

@@ -284,6 +284,22 @@ def checkpoint_state_dict(model, state_dict: dict | None = None) -> dict:
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
 
 
+WEIGHTS_FILE = "model.safetensors"
+
+
+def write_safetensors(weights: dict, folder: str | os.PathLike) -> int:
+    """`weights` as `folder/model.safetensors`, written beside and renamed into place so that a
+    reader never sees half of it. Returns the file's size in bytes."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{WEIGHTS_FILE}.partial"
+    save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial), metadata={"format": "pt"})
+    os.replace(partial, out / WEIGHTS_FILE)
+    return (out / WEIGHTS_FILE).stat().st_size
+
+
 def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
     """Write `weights` (checkpoint names, e.g. from `checkpoint_state_dict`) as a complete
     checkpoint in `folder`: `model.safetensors` plus the config, tokenizer and processor files of
@@ -292,18 +308,12 @@ def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir:
 
     Why complete: vLLM's `reload_weights(weights_path=folder)` re-points the engine's model config
     at `folder`; with an in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) the prompt renderer
-    then loads the HF processor from there, and fails on a folder that holds only weights. The
-    safetensors file is written beside and renamed into place, so a reader never sees half of it.
+    then loads the HF processor from there, and fails on a folder that holds only weights.
     """
-    from safetensors.torch import save_file
-
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for src in sorted(Path(model_dir).iterdir()):
         if src.is_file() and not src.name.endswith(_WEIGHT_SUFFIXES):
             shutil.copyfile(src, out / src.name)
-    partial = out / ".model.safetensors.partial"
-    tensors = {k: v.detach().contiguous() for k, v in weights.items()}
-    save_file(tensors, str(partial), metadata={"format": "pt"})
-    os.replace(partial, out / "model.safetensors")
+    write_safetensors(weights, out)
     return out
