@@ -183,6 +183,7 @@ class AlgoConfig:
     max_refill_rounds: int = 3
     ppo_epochs: int = 1
     entropy_coef: float = 0.0
+    tis_cap: float = 0.0  # truncated importance sampling against the engine's log-probs (e.g. 2); 0 = off
     max_grad_norm: float = 1.0
 
 
@@ -325,6 +326,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.rollout.num_workers >= 1, "rollout.num_workers", "must be >= 1")
     _require(cfg.algo.num_generations >= 2, "algo.num_generations", "GRPO needs at least 2 completions per prompt")
     _require(cfg.algo.ppo_epochs >= 1, "algo.ppo_epochs", "must be >= 1")
+    _require(cfg.algo.tis_cap >= 0, "algo.tis_cap", "must be >= 0 (0 turns truncated importance sampling off)")
     _require(cfg.algo.beta >= 0, "algo.beta", "must be >= 0")
     _require(cfg.algo.lr > 0, "algo.lr", "must be > 0")
     _require(cfg.trainer.max_steps >= 1, "trainer.max_steps", "must be >= 1")

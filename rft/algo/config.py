@@ -44,6 +44,7 @@ class AlgoSettings:
     dynamic_sampling_max_rounds: int = 3  # sampling rounds per step before training on what is kept
     ppo_epochs: int = 1
     entropy_coef: float = 0.0
+    tis_cap: float = 0.0  # truncated importance sampling against the rollout engine; 0 = off
 
     def __post_init__(self) -> None:
         _check_choice("advantage", self.advantage, advantage_names())
@@ -55,6 +56,8 @@ class AlgoSettings:
             raise ValueError(f"need 0 <= clip_eps_low < 1 and clip_eps_high >= 0, got {self.clip_eps_low}, {self.clip_eps_high}")
         if self.ppo_epochs < 1 or self.dynamic_sampling_max_rounds < 1:
             raise ValueError("ppo_epochs and dynamic_sampling_max_rounds must be >= 1")
+        if self.tis_cap < 0:
+            raise ValueError(f"tis_cap must be >= 0 (0 = off), got {self.tis_cap}")
         if self.max_completion_len is not None and self.max_completion_len < 1:
             raise ValueError(f"max_completion_len must be >= 1, got {self.max_completion_len}")
 
@@ -79,6 +82,7 @@ class AlgoSettings:
             aggregation=self.aggregation,
             entropy_coef=self.entropy_coef,
             max_completion_len=self.max_completion_len,
+            tis_cap=self.tis_cap,
         )
 
     def advantage_kwargs(self) -> dict[str, Any]:

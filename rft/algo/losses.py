@@ -14,6 +14,14 @@ and the loss is minus the objective aggregated over tokens and completions:
 With one update per batch and old_logp = logp.detach() the ratio is 1 and no clipping happens: the
 gradient is the seeds' exp(logp - sg(logp)) * A form (tested). `old_logp=None` means exactly that.
 
+Sampler/learner mismatch: the rollout engine (vLLM, bf16 kernels on GPU) and the learner score the
+same tokens slightly differently, so samples are a little off-policy even at ratio 1. Given the
+engine's own log-probs of the sampled tokens (`rollout_logp`, both sides untempered), the loss
+reports `rollout_logprob_gap`, the mean |old_logp - rollout_logp| (a running check of weight
+sync), and with `tis_cap > 0` applies truncated importance sampling: each token's surrogate is
+weighted by min(exp(old_logp - rollout_logp), tis_cap), detached (Yao et al. 2025, "Your
+efficient RL framework secretly brings you off-policy RL training").
+
 Gradient accumulation: pass `total_tokens` (token_mean) or `total_seqs` (the other two) counted
 over the whole optimizer batch; each micro-batch then divides by that global count, and the sum of
 the micro-batch losses equals the loss of the whole batch (so no extra division by the number of
@@ -113,14 +121,20 @@ def policy_loss(
     max_completion_len: int | None = None,
     total_tokens: float | None = None,
     total_seqs: float | None = None,
+    rollout_logp: torch.Tensor | None = None,
+    tis_cap: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate loss. logp/old_logp/ref_logp/mask/entropy: (N, T); advantages: (N,) or (N, T).
+    """Clipped surrogate loss. logp/old_logp/ref_logp/rollout_logp/mask/entropy: (N, T);
+    advantages: (N,) or (N, T).
 
     Returns (scalar loss, metrics). `ref_logp` is required only when beta > 0; `entropy` (per-token,
-    with grad) only when entropy_coef != 0, and is otherwise reported if given.
+    with grad) only when entropy_coef != 0, and is otherwise reported if given; `rollout_logp`
+    only when tis_cap > 0, and is otherwise reported if given.
     """
     if beta > 0 and ref_logp is None:
         raise ValueError("beta > 0 needs ref_logp (the reference model's token log-probs)")
+    if tis_cap > 0 and rollout_logp is None:
+        raise ValueError("tis_cap > 0 needs rollout_logp (the rollout engine's log-probs of the sampled tokens)")
     if entropy_coef != 0 and entropy is None:
         raise ValueError("entropy_coef != 0 needs the per-token entropy")
     valid = mask.bool()
@@ -134,6 +148,13 @@ def policy_loss(
     ratio = torch.exp(logp - old)
     clipped_ratio = ratio.clamp(1.0 - clip_eps_low, 1.0 + clip_eps_high)
     surrogate = torch.minimum(ratio * adv, clipped_ratio * adv)
+    gap = tis = None
+    if rollout_logp is not None:
+        behaviour = _masked(_float32(rollout_logp).detach(), valid)
+        gap = (old - behaviour).abs()
+        if tis_cap > 0:
+            tis = torch.exp(old - behaviour).clamp(max=tis_cap)
+            surrogate = surrogate * tis
     objective = surrogate
     kl = None
     if ref_logp is not None:
@@ -150,6 +171,12 @@ def policy_loss(
     agg = dict(max_completion_len=max_completion_len, total_tokens=total_tokens, total_seqs=total_seqs)
     loss = -aggregate(objective, mask, aggregation, **agg)
     metrics = _metrics(loss, kl, ratio, adv, mask, clip_eps_low, clip_eps_high, entropy)
+    with torch.no_grad():
+        n_tok = mask.sum().clamp(min=1)
+        if gap is not None:
+            metrics["rollout_logprob_gap"] = (gap * mask).sum() / n_tok
+        if tis is not None:
+            metrics["tis_weight_mean"] = (tis * mask).sum() / n_tok
     metrics["pg_loss"] = -aggregate(surrogate.detach(), mask, aggregation, **agg)
     return loss, metrics
 

@@ -25,6 +25,7 @@ class TrainSample:
     advantage: float = 0.0
     old_logprobs: list[float] | None = None
     ref_logprobs: list[float] | None = None
+    rollout_logprobs: list[float] | None = None  # the engine's, of the sampled tokens
 
 
 @dataclass

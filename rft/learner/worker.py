@@ -230,9 +230,11 @@ class LearnerWorker:
             advantages = torch.tensor([s.advantage for s in batch.samples], dtype=torch.float32, device=logp.device)
             old = batch.per_token([s.old_logprobs for s in batch.samples]) if batch.samples[0].old_logprobs is not None else None
             ref = batch.per_token([s.ref_logprobs for s in batch.samples]) if batch.samples[0].ref_logprobs is not None else None
+            rollout = batch.per_token([s.rollout_logprobs for s in batch.samples]) if all(s.rollout_logprobs is not None for s in batch.samples) else None
             return policy_loss(
                 logp, _to(old, logp), advantages, batch.completion_mask.to(logp.device), _to(ref, logp),
                 entropy=entropy, **loss_kwargs, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
+                rollout_logp=_to(rollout, logp),
             )
 
         return self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss_kwargs.get("entropy_coef", 0.0) != 0)

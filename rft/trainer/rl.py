@@ -56,6 +56,7 @@ def algo_settings(cfg: DictConfig) -> AlgoSettings:
         dynamic_sampling_max_rounds=a.max_refill_rounds,
         ppo_epochs=a.ppo_epochs,
         entropy_coef=a.entropy_coef,
+        tis_cap=a.tis_cap,
     )
 
 
@@ -236,6 +237,7 @@ class RLTrainer:
                 "lr": update.get("lr", float("nan")),
                 "loss": update.get("loss", float("nan")),
                 "skipped_update": update.get("skipped_update", 0.0),
+                "rollout/logprob_gap": update.get("rollout_logprob_gap", float("nan")),
                 "timing/generate_s": timings.get("generate_s", 0.0),
                 "timing/reward_s": timings.get("reward_s", 0.0),
                 "timing/logprob_s": logprob_s,
@@ -272,7 +274,10 @@ class RLTrainer:
         rewards = torch.tensor([c.rewards["total"] for c in completions], dtype=torch.float32)
         groups = [c.group for c in completions]
         advantages = compute_advantages(self.algo.advantage, rewards, groups, **self.algo.advantage_kwargs())
-        return [TrainSample(by_group[c.group], c.token_ids, float(a)) for c, a in zip(completions, advantages)]
+        return [
+            TrainSample(by_group[c.group], c.token_ids, float(a), rollout_logprobs=c.logprobs if len(c.logprobs) == len(c.token_ids) else None)
+            for c, a in zip(completions, advantages)
+        ]
 
     def _check_update(self, update: dict[str, float]) -> None:
         if update.get("skipped_update", 0.0) > 0:

@@ -175,3 +175,33 @@ def test_empty_batch_gives_zero_loss(aggregation):
     loss, _ = policy_loss(-torch.rand(2, 3), None, torch.ones(2), mask, total_tokens=0, total_seqs=0,
                           **dict(NO_KL, aggregation=aggregation))
     assert loss.item() == 0.0
+
+
+GRPO_KW = dict(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean")
+
+
+def test_rollout_gap_is_reported_and_tis_weights_the_surrogate_by_hand():
+    # one completion of two real tokens and one pad; the engine scored token 0 half a nat lower
+    logp = torch.tensor([[-1.0, -2.0, 7.0]], requires_grad=True)
+    rollout = torch.tensor([[-1.5, -2.0, float("nan")]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    adv = torch.tensor([1.0])
+
+    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, **GRPO_KW)
+    assert metrics["rollout_logprob_gap"].item() == pytest.approx(0.25)
+    assert loss.item() == pytest.approx(-1.0) and "tis_weight_mean" not in metrics  # off: reported only
+
+    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, tis_cap=2.0, **GRPO_KW)
+    w0 = math.exp(0.5)  # below the cap
+    assert loss.item() == pytest.approx(-(w0 + 1.0) / 2)
+    assert metrics["tis_weight_mean"].item() == pytest.approx((w0 + 1.0) / 2)
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([-w0 / 2, -0.5, 0.0])  # weights are constants
+
+    loss, _ = policy_loss(logp.detach(), None, adv, mask, rollout_logp=rollout, tis_cap=1.2, **GRPO_KW)
+    assert loss.item() == pytest.approx(-(1.2 + 1.0) / 2)  # truncated at the cap
+
+
+def test_tis_needs_the_engines_logprobs():
+    with pytest.raises(ValueError, match="rollout_logp"):
+        policy_loss(torch.zeros(1, 2), None, torch.ones(1), torch.ones(1, 2), tis_cap=2.0, **GRPO_KW)

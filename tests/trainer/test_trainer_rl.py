@@ -47,6 +47,8 @@ def test_three_steps_log_every_key(zero2_run):
         missing = [key for key in REQUIRED_KEYS if key not in row]
         assert not missing, missing
         assert row["samples"] == 8 and row["response_length/max"] <= 24
+        # vLLM scored its samples as the learner does (fp32: measured ~2e-7), also after each sync
+        assert row["rollout/logprob_gap"] < 1e-3
 
 
 def test_eval_every_logs_eval_scores(zero2_run):
