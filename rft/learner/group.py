@@ -36,6 +36,7 @@ class LearnerGroup:
             for rank in range(num_workers)
         ]
         master_addr, master_port = ray.get(self.workers[0].address.remote())
+        self.rank0_node = master_addr
         self.info = ray.get([w.setup.remote(master_addr, master_port) for w in self.workers])
 
     def _sharded(self, method: str, samples: list[TrainSample], *args) -> list[Any]:

@@ -126,6 +126,10 @@ class RolloutGroup:
     def shutdown_transfer(self) -> None:
         ray.get([w.shutdown_weight_transfer.remote() for w in self.workers])
 
+    def nodes(self) -> set[str]:
+        """IP addresses of the nodes the rollout actors run on."""
+        return {info["node"] for info in ray.get([w.health.remote() for w in self.workers])}
+
     def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(item, completion_token_ids))
 

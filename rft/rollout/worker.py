@@ -82,7 +82,9 @@ class RolloutWorker:
         self.weight_version = 0
 
     def health(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "engine": self.settings.engine, "weight_version": self.weight_version}
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "engine": self.settings.engine, "weight_version": self.weight_version}
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
         start = time.perf_counter()

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
-from rft.config import weight_sync_mode
+from rft.config import ConfigError, weight_sync_mode
 from rft.learner.batch import TrainSample
 from rft.learner.export import sync_root
 from rft.rollout.types import Completion, PromptItem, SamplingSettings
@@ -120,7 +120,9 @@ class RLTrainer:
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
             engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=self.weight_sync),
         )
-        if self.weight_sync != "folder":
+        if self.weight_sync == "folder":
+            self._check_one_node()
+        else:
             self._open_weight_transfer()
         if resume_from is not None:
             self._resume(resume_from)
@@ -317,6 +319,17 @@ class RLTrainer:
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
         return exported
+
+    def _check_one_node(self) -> None:
+        """Folder sync hands a path in the controller's shared memory from learner rank 0 to the
+        engines: all of them must see it."""
+        here = {ray.util.get_node_ip_address(), self.workers.learners.rank0_node} | self.workers.rollout.nodes()
+        if len(here) > 1:
+            raise ConfigError(
+                f"rollout.weight_sync: folder passes weights through {self.sync_dir}, but the controller, learner rank 0 "
+                f"and the rollout actors run on several nodes ({', '.join(sorted(here))}); use rollout.weight_sync=gloo "
+                "(or nccl on GPUs)"
+            )
 
     def _stream(self) -> dict[str, float]:
         sent = self.workers.learners.send_weights()
