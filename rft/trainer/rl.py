@@ -342,13 +342,14 @@ class RLTrainer:
         rollout.restore_with(self._restore_streamed)
 
     def _restore_streamed(self, worker) -> None:
-        """A restarted rollout actor left the transfer group: load it from a folder, then rebuild
-        the group with every actor."""
-        folder = self.sync_dir / "restore"
-        self.workers.learners.export_weights(str(folder))
-        ray.get(worker.load_weights.remote(str(folder), self.workers.rollout.version))
+        """A restarted rollout actor left the transfer group (and lost the weights): rebuild the
+        group with every actor and stream the latest weights again (no folder, so any node)."""
+        version = self.workers.rollout.version
         self.workers.rollout.shutdown_transfer()
         self._open_weight_transfer()
+        if version is not None:
+            self.workers.learners.send_weights()
+            self.workers.rollout.set_weight_version(version)
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
     def save_checkpoint(self) -> Path:

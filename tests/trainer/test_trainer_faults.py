@@ -26,9 +26,9 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(ray_cluster, tmp_path
 
 
 def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
-    """`rollout.weight_sync=gloo`: a rollout actor killed between steps comes back with the
-    latest weights (from a folder) and the transfer group is rebuilt, so the next sync streams
-    into the new process."""
+    """`rollout.weight_sync=gloo`: a rollout actor killed between steps is restarted, the transfer
+    group is rebuilt with it and the latest weights are streamed again, so it redoes its slice
+    with step 1's weights (the group checks the version) and step 2's sync reaches it."""
     import os
     import signal
 
