@@ -1,4 +1,4 @@
-"""Streaming the learner's weights into the rollout engines (`rollout.weight_sync=nccl|gloo`).
+"""Streaming the learner's weights into the rollout engines (`rollout.weight_sync=gloo|nccl|ipc`).
 
 The trainer half of vLLM's weight-transfer API (the engine half is `rft.models.vllm_transfer`):
 

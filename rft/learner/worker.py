@@ -349,7 +349,7 @@ class LearnerWorker:
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
     def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:
-        """Join the weight-transfer group with the rollout engines (`rollout.weight_sync=nccl|gloo`).
+        """Join the weight-transfer group with the rollout engines (`rollout.weight_sync=gloo|nccl|ipc`).
         Collective: every learner rank calls it; rank 0 rendezvouses through `client`."""
         from rft.learner.transfer import CheckpointWeightSource, open_transfer
 

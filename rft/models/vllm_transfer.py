@@ -1,4 +1,4 @@
-"""Receiving weights through vLLM's RL weight-transfer API (`rollout.weight_sync=nccl|gloo`).
+"""Receiving weights through vLLM's RL weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`).
 
 vLLM 0.32 lets a trainer stream weights into running engines: the engine is started with a
 `weight_transfer_config`, then `init_weight_transfer_engine` (once, joins a process group with

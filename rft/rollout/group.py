@@ -109,7 +109,7 @@ class RolloutGroup:
         self._restore_weights = lambda worker: ray.get(worker.load_weights.remote(folder, version))
         return max(ray.get([w.load_weights.remote(folder, version) for w in self.workers]))
 
-    # ---- weights streamed by the learners (rollout.weight_sync=nccl|gloo) ----
+    # ---- weights streamed by the learners (rollout.weight_sync=gloo|nccl|ipc) ----
     def transfer_client(self) -> "RolloutTransferClient":
         return RolloutTransferClient(self.workers)
 

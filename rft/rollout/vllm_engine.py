@@ -145,7 +145,7 @@ class VLLMEngine:
 
         reload_vllm_weights(self.llm, folder)
 
-    # ---- weight-transfer API (`rollout.weight_sync=nccl|gloo`, see rft.models.vllm_transfer) ----
+    # ---- weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`, see rft.models.vllm_transfer) ----
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
         self.llm.init_weight_transfer_engine({"init_info": init_info})
 

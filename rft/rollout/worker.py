@@ -29,7 +29,7 @@ class EngineSettings:
     kv_cache_gb: int = 1
     gpu_memory_utilization: float = 0.4
     enable_sleep_mode: bool = False
-    weight_transfer_backend: str | None = None  # vLLM backend for rollout.weight_sync=nccl|gloo
+    weight_transfer_backend: str | None = None  # vLLM backend for rollout.weight_sync=gloo|nccl|ipc
 
 
 def engine_dtype(dtype: str) -> str:
@@ -122,7 +122,7 @@ class RolloutWorker:
         self.weight_version = version
         return time.perf_counter() - start
 
-    # ---- weights streamed by the learner (rollout.weight_sync=nccl|gloo) ----
+    # ---- weights streamed by the learner (rollout.weight_sync=gloo|nccl|ipc) ----
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
         self.engine.init_weight_transfer(init_info)
 

@@ -300,7 +300,7 @@ class RLTrainer:
     def _sync_weights(self) -> dict[str, float]:
         start = time.perf_counter()
         try:
-            sent = self._push_folder() if self.weight_sync == "folder" else self._stream()
+            sent = self._push_folder() if self.weight_sync == "folder" else self._stream(self.step)
         except ray.exceptions.RayTaskError as err:
             if "NonFiniteWeights" not in str(err):
                 raise
@@ -331,9 +331,10 @@ class RLTrainer:
                 "(or nccl on GPUs)"
             )
 
-    def _stream(self) -> dict[str, float]:
+    def _stream(self, version: int) -> dict[str, float]:
+        """Send the learners' current weights to every engine, as weight version `version`."""
         sent = self.workers.learners.send_weights()
-        self.workers.rollout.set_weight_version(self.step)
+        self.workers.rollout.set_weight_version(version)
         return sent
 
     def _open_weight_transfer(self) -> None:
@@ -348,8 +349,7 @@ class RLTrainer:
         self.workers.rollout.shutdown_transfer()
         self._open_weight_transfer()
         if version is not None:
-            self.workers.learners.send_weights()
-            self.workers.rollout.set_weight_version(version)
+            self._stream(version)
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
     def save_checkpoint(self) -> Path:
