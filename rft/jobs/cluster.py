@@ -145,16 +145,28 @@ def connect(address: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S):
         return _run_with_timeout(lambda: JobSubmissionClient(url), max(deadline - time.monotonic(), 1.0), f"connecting to {url}")
 
 
-def free_port(preferred: int | None = None) -> int:
-    """`preferred` when no address of this machine uses it, else a free port the OS picks."""
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise OSError("no free port on 127.0.0.1")
+def free_ports(*preferred: int | None) -> list[int]:
+    """One free port per argument: the preferred one when no address of this machine uses it,
+    else one the OS picks. All sockets stay bound until every port is chosen, so they differ."""
+    sockets, ports = [], []
+    try:
+        for want in preferred:
+            for port in ([want] if want else []) + [0]:
+                sock = socket.socket()
+                try:
+                    sock.bind(("", port))
+                except OSError:
+                    sock.close()
+                    continue
+                sockets.append(sock)
+                ports.append(sock.getsockname()[1])
+                break
+            else:
+                raise OSError("no free port on this machine")
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
 
 
 def ray_executable() -> str:
@@ -180,13 +192,16 @@ def cluster_in(temp_dir: str | None) -> str | None:
 
 
 def start_head_command(gcs_port: int, dashboard_port: int, num_cpus: int, extra: list[str] | None = None) -> list[str]:
-    """`ray start --head` on loopback. The ports Ray would otherwise fix (dashboard agent 52365,
-    Ray Client 10001) are picked free, so this head can run beside another Ray on the machine
-    (a busy agent port leaves the head without a job agent: "No available agent")."""
+    """`ray start --head` on loopback, beside any other Ray on the machine: the job agent binds a
+    port of its own choosing (0) instead of Ray's fixed 52365, and the Ray Client server gets a
+    free port instead of 10001. A busy agent port would leave the head without a job agent:
+    "No available agent to submit job"; a port picked here and bound seconds later can be taken
+    meanwhile, so the agent's is not picked here."""
+    (client_port,) = free_ports(None)
     return [
         ray_executable(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
-        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+        "--dashboard-agent-listen-port=0", f"--ray-client-server-port={client_port}",
         f"--num-cpus={num_cpus}", "--disable-usage-stats", *(extra or []),
     ]  # fmt: skip
 
@@ -204,6 +219,42 @@ def wait_for_job_server(url: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.5)
 
 
+def wait_for_job_agent(temp_dir: str, timeout_s: float = 60.0) -> int:
+    """The HTTP port of the job agent of the head last started with `temp_dir`, once it listens.
+    The dashboard answers before the agent that runs jobs has registered, and an agent whose HTTP
+    server failed stays alive without it (recording port -1): both leave the head unable to take
+    jobs, so a head rft starts is not handed out before this passes."""
+    session = Path(temp_dir) / "session_latest"
+    deadline = time.monotonic() + timeout_s
+    port = None
+    while time.monotonic() < deadline:
+        port = _recorded_agent_port(session)
+        if port is not None and port != 0:
+            break
+        time.sleep(0.5)
+    if port is not None and port > 0:
+        return port
+    state = "its HTTP server failed to start" if port == -1 else f"it did not start within {timeout_s:.0f} s"
+    log = session / "logs" / "dashboard_agent.log"
+    raise ClusterUnreachable(f"the job agent of the Ray head in {temp_dir} cannot take jobs: {state}. Last lines of {log}:\n{_tail(log, 30)}")
+
+
+def _recorded_agent_port(session: Path) -> int | None:
+    """The agent HTTP port Ray recorded in a session folder (-1: failed), None before it did."""
+    for path in session.glob("dashboard_agent_listen_port_*"):
+        text = path.read_text().strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as err:
+        return f"({err})"
+
+
 def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log: Callable[[str], None] = print) -> str:
     """The dashboard URL of a Ray head on this machine: the one `ray start` made (by you, in Ray's
     default temp dir, or by rft in `temp_dir`) if it answers, else a new one on loopback.
@@ -216,13 +267,14 @@ def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log:
             log(f"using the local Ray cluster at {existing} (started earlier with `ray start`)")
             return existing
     cpus = num_cpus or max(os.cpu_count() or 1, 4)
-    dashboard_port = free_port(8265)
-    command = start_head_command(free_port(6379), dashboard_port, cpus, [f"--temp-dir={temp_dir}"])
+    gcs_port, dashboard_port = free_ports(6379, 8265)
+    command = start_head_command(gcs_port, dashboard_port, cpus, [f"--temp-dir={temp_dir}"])
     log(f"starting a local Ray head: {' '.join(command)}")
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     url = f"http://127.0.0.1:{dashboard_port}"
     wait_for_job_server(url)
+    wait_for_job_agent(temp_dir)
     log(f"local Ray head ready at {url} ({cpus} CPUs); it keeps running for later sweeps and `python -m rft.jobs`; `ray stop` ends it (and every other Ray on this machine)")
     return url

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,10 @@ class Head:
 
 
 def _start_head() -> Head:
-    from rft.jobs.cluster import free_port, start_head_command, wait_for_job_server
+    from rft.jobs.cluster import free_ports, start_head_command, wait_for_job_agent, wait_for_job_server
 
     temp_dir = tempfile.mkdtemp(prefix="rftj-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port = free_ports(None, None)
     command = start_head_command(gcs_port, dashboard_port, HEAD_CPUS, ["--block", f"--temp-dir={temp_dir}"])
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     log = open(Path(temp_dir) / "head.log", "w")
@@ -50,10 +51,12 @@ def _start_head() -> Head:
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_for_job_server(url, timeout_s=90)
+        wait_for_job_agent(temp_dir, timeout_s=120)
         # `ray start` records the cluster in its temp dir last, just before it blocks.
         _wait_for_file(Path(temp_dir) / "ray_current_cluster", timeout_s=30)
     except Exception:
         _stop_head(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     return Head(url, f"127.0.0.1:{gcs_port}", temp_dir, process)
 
@@ -97,8 +100,14 @@ def _stop_jobs(head: Head) -> None:
 @pytest.fixture(scope="session")
 def ray_head():
     """A real Ray head (dashboard and job server on 127.0.0.1), shared by the Ray Jobs tests."""
+    from rft.jobs.cluster import ClusterUnreachable
+
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    head = _start_head()
+    try:
+        head = _start_head()
+    except ClusterUnreachable as err:  # e.g. a job agent that failed: one more head, the reason kept
+        warnings.warn(f"replacing a Ray head that could not take jobs: {err}", stacklevel=1)
+        head = _start_head()
     try:
         yield head
     finally:

@@ -213,8 +213,63 @@ def test_head_command_keeps_everything_on_loopback_with_free_ports():
     assert command[1:3] == ["start", "--head"]
     for flag in ("--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--port=6390", "--dashboard-port=8270", "--num-cpus=4", "--temp-dir=/tmp/x"):
         assert flag in command
-    ports = {a.split("=")[0]: int(a.split("=")[1]) for a in command if a.startswith(("--dashboard-agent-listen-port", "--ray-client-server-port"))}
-    assert len(ports) == 2 and all(p > 0 for p in ports.values())
+    assert "--dashboard-agent-listen-port=0" in command  # the agent binds a port itself: no race
+    (client_port,) = [int(a.split("=")[1]) for a in command if a.startswith("--ray-client-server-port=")]
+    assert client_port > 0
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_free_ports_are_distinct_and_keep_a_free_preferred_one():
+    from rft.jobs.cluster import free_ports
+
+    ports = free_ports(None, None, None, None)
+    assert len(set(ports)) == 4 and all(_port_is_free(p) for p in ports)
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        taken = busy.getsockname()[1]
+        free = free_ports(None)[0]
+        assert free_ports(free)[0] == free
+        assert free_ports(taken)[0] != taken
+
+
+def _session_with_agent_port(tmp_path, port: str | None, log: str = "") -> Path:
+    session = tmp_path / "session_latest"
+    (session / "logs").mkdir(parents=True)
+    (session / "logs" / "dashboard_agent.log").write_text(log)
+    if port is not None:
+        (session / "dashboard_agent_listen_port_abc123").write_text(port)
+    return tmp_path
+
+
+def test_job_agent_wait_returns_the_recorded_port(tmp_path):
+    from rft.jobs.cluster import wait_for_job_agent
+
+    assert wait_for_job_agent(str(_session_with_agent_port(tmp_path, "41234")), timeout_s=1) == 41234
+
+
+def test_a_job_agent_without_http_fails_with_its_log(tmp_path):
+    from rft.jobs.cluster import wait_for_job_agent
+
+    temp_dir = _session_with_agent_port(tmp_path, "-1", log="line 1\nOSError: [Errno 98] address already in use")
+    start = time.monotonic()
+    with pytest.raises(ClusterUnreachable, match="(?s)HTTP server failed to start.*Errno 98"):
+        wait_for_job_agent(str(temp_dir), timeout_s=30)
+    assert time.monotonic() - start < 2  # -1 is final: no waiting out the timeout
+
+
+def test_a_job_agent_that_never_registers_times_out(tmp_path):
+    from rft.jobs.cluster import wait_for_job_agent
+
+    with pytest.raises(ClusterUnreachable, match="did not start within 1 s"):
+        wait_for_job_agent(str(_session_with_agent_port(tmp_path, None)), timeout_s=1)
 
 
 def _closed_port() -> int:
