@@ -335,17 +335,14 @@ class LearnerWorker:
 
     def export_weights(self, folder: str) -> dict[str, float]:
         """Write the current weights (checkpoint naming) as a complete checkpoint folder. Collective."""
-        from rft.models.loading import WEIGHTS_FILE, write_checkpoint_folder
+        from rft.models.loading import write_checkpoint_folder
 
         start = time.perf_counter()
+        self._check_weights_finite()
         state = self.full_state_dict()
-        size = 0
-        if state is not None:
-            bad = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
-            if bad:
-                raise NonFiniteWeights(f"{len(bad)} weight tensors hold NaN or inf after the update (e.g. {bad[:3]}); lower the learning rate")
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
-            size = (write_checkpoint_folder(state, folder, self.settings.model_path) / WEIGHTS_FILE).stat().st_size
+            write_checkpoint_folder(state, folder, self.settings.model_path)
+        size = sum(t.numel() * t.element_size() for t in state.values()) if state is not None else 0
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
     def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:
@@ -361,20 +358,23 @@ class LearnerWorker:
     def send_weights(self) -> dict[str, float]:
         """Stream the current weights into the rollout engines. Collective."""
         start = time.perf_counter()
-        if not self._weights_are_finite():
-            raise NonFiniteWeights("the weights hold NaN or inf after the update; lower the learning rate")
+        self._check_weights_finite()
         self.transfer.send_weights()
         size = sum(math.prod(m.shape) * m.dtype.itemsize for m in self.transfer.source.metadata())
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
-    def _weights_are_finite(self) -> bool:
-        """Every rank checks what it holds (its ZeRO-3 partition, or the full ZeRO-2 copy)."""
+    def _check_weights_finite(self) -> None:
+        """NonFiniteWeights on every rank when any rank holds NaN or inf (in its ZeRO-3 partition,
+        or its full ZeRO-2 copy), before anything is written or sent. Collective: all ranks raise
+        together, so none is left waiting in a gather or a broadcast."""
         import torch.distributed as dist
 
-        held = [getattr(p, "ds_tensor", p) for p in self.engine.module.parameters()]
-        bad = torch.tensor([sum(int(not torch.isfinite(t).all()) for t in held)], device=self.device)
-        dist.all_reduce(bad)
-        return bad.item() == 0
+        bad = [name for name, p in self.engine.module.named_parameters() if not torch.isfinite(getattr(p, "ds_tensor", p)).all()]
+        count = torch.tensor([len(bad)], device=self.device)
+        dist.all_reduce(count)
+        if count.item():
+            where = f"e.g. {bad[:3]} on rank {self.rank}" if bad else "on another rank"
+            raise NonFiniteWeights(f"weights hold NaN or inf after the update ({where}); lower the learning rate")
 
     def save(self, folder: str) -> None:
         """DeepSpeed state under `folder/deepspeed`, and on rank 0 an HF model under `folder/hf`."""

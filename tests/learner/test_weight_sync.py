@@ -7,6 +7,7 @@ vLLM's weight-transfer API, the same handshake and layerwise reload that `nccl` 
 from __future__ import annotations
 
 import pytest
+import ray
 
 from rft.learner.batch import TrainSample
 from rft.learner.group import LearnerGroup
@@ -29,6 +30,14 @@ def _prompt(tiny_model, image):
 
 
 RL_LOSS = dict(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean")
+
+
+def _poison_a_weight(worker) -> None:
+    def poison(self):
+        _, param = next(iter(self.engine.module.named_parameters()))
+        getattr(param, "ds_tensor", param).data.view(-1)[0] = float("nan")
+
+    ray.get(worker.__ray_call__.remote(poison))
 
 
 def _max_gap(a: list[float], b: list[float]) -> float:
@@ -84,5 +93,9 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
         assert _max_gap(engine_scores[-1], engine_scores[-2]) > 1e-3
     completions, _ = rollout.generate([item], SamplingSettings(n=2, max_tokens=8, seed=1), with_rewards=False)
     assert all(c.weight_version == 2 for c in completions)
+    # A NaN in one rank's ZeRO-3 partition: every rank refuses to export or send, none hangs.
+    _poison_a_weight(learner.workers[1])
+    with pytest.raises(ray.exceptions.RayTaskError, match=r"(?s)NonFiniteWeights.*NaN or inf"):
+        push(3)
     rollout.shutdown()
     learner.shutdown()
