@@ -7,7 +7,7 @@ The trainer half of vLLM's weight-transfer API (the engine half is `rft.models.v
   on its own, on every rank in the same order (the gather is collective), so no rank ever holds
   the whole model at once.
 - `GlooTrainerWeightTransferEngine`: the sender for `rft_gloo`, the same handshake as vLLM's
-  `NCCLTrainerWeightTransferEngine` with torch's gloo broadcast.
+  `NCCLTrainerWeightTransferEngine` with torch's gloo broadcast, tensors packed into buckets.
 - `open_transfer`: rendezvous with the engines through a `VLLMWeightSyncClient` (the controller
   passes `rft.rollout.group.RolloutTransferClient`), for any backend: vLLM's `nccl` and `ipc`
   senders or ours. Rank 0 sends; other ranks take part in the ZeRO-3 gathers.
@@ -15,6 +15,7 @@ The trainer half of vLLM's weight-transfer API (the engine half is `rft.models.v
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -25,7 +26,7 @@ import torch
 from vllm.distributed.weight_transfer.base import ParamMeta, TrainerInitInfo, TrainerWeightTransferEngine, WeightSource
 from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
-from rft.models.vllm_transfer import GLOO_BACKEND, open_gloo_group
+from rft.models.vllm_transfer import BUCKET_BYTES, GLOO_BACKEND, open_gloo_group, weight_buckets
 
 
 def checkpoint_names(module) -> dict[str, str]:
@@ -119,21 +120,37 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
             "names": [m.name for m in meta],
             "dtype_names": [str(m.dtype).removeprefix("torch.") for m in meta],
             "shapes": [list(m.shape) for m in meta],
+            "bucket_bytes": BUCKET_BYTES,
         }
         self.client.start_weight_update()
         pool = ThreadPoolExecutor(max_workers=1)
         try:
             received = pool.submit(self.client.update_weights, update_info)
-            for expected, (name, tensor) in zip(meta, self.source, strict=True):
-                if name != expected.name or tuple(tensor.shape) != expected.shape:
-                    raise ValueError(f"weight source changed between metadata and iteration at {expected.name!r}")
+            items = iter(self.source)
+            for bucket in weight_buckets([m.dtype for m in meta], update_info["shapes"], BUCKET_BYTES):
+                flat = self._pack([meta[i] for i in bucket], items)
                 if received.done():
                     received.result()  # an engine failed: raise instead of waiting on the broadcast
-                self.group.broadcast(tensor.to("cpu").contiguous(), 0).wait()
+                self.group.broadcast(flat, 0).wait()
+            if next(items, None) is not None:
+                raise ValueError("weight source yielded more tensors than its metadata lists")
             received.result()
         finally:
             pool.shutdown(wait=False)  # after a failure the engines may never return
         self.client.finish_weight_update()
+
+    @staticmethod
+    def _pack(metas: list[ParamMeta], items: Iterator[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        """The next `len(metas)` tensors of `items`, flattened into one CPU buffer. Each is copied
+        while the source still holds it (under ZeRO-3 it is released when the iterator moves on)."""
+        numels = [math.prod(m.shape) for m in metas]
+        flat = torch.empty(sum(numels), dtype=metas[0].dtype)
+        for expected, piece in zip(metas, flat.split(numels), strict=True):
+            name, tensor = next(items, (None, None))
+            if name != expected.name or tuple(tensor.shape) != expected.shape:
+                raise ValueError(f"weight source changed between metadata and iteration at {expected.name!r}")
+            piece.copy_(tensor.reshape(-1))
+        return flat
 
     def shutdown(self) -> None:
         self.group = None

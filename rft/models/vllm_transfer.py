@@ -10,7 +10,9 @@ layer's post-load processing). Two transports sit behind that one handshake:
   and engines are colocated).
 - `rft_gloo` (`GlooWeightTransferEngine` below): the same protocol over torch's gloo broadcast
   (TCP). It runs the GPU code path on CPU, so tests cover it here, and it works across nodes,
-  where the folder sync's `/dev/shm` folder cannot be shared.
+  where the folder sync's `/dev/shm` folder cannot be shared. Tensors travel packed: runs of
+  one dtype up to `bucket_bytes` in one broadcast (`weight_buckets`, computed alike on both
+  ends from the update's metadata), not one broadcast per tensor.
 
 The engine is registered in vLLM's factory when this module is imported; `rft.models.vllm_weights`
 (the worker extension every rft engine loads) imports it, so each vLLM worker process has it.
@@ -21,6 +23,7 @@ The trainer's end is `rft.learner.transfer`; the control plane between them is
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,29 @@ from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTr
 from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 
 GLOO_BACKEND = "rft_gloo"
+BUCKET_BYTES = 128 << 20
+
+
+def weight_buckets(dtypes: list[torch.dtype], shapes: list[list[int]], bucket_bytes: int) -> list[list[int]]:
+    """Tensor indices in broadcast order, grouped into runs of one dtype of at most
+    `bucket_bytes` each (a larger tensor travels alone). Sender and receivers both call this on
+    the same metadata, so they cut the stream at the same places."""
+    buckets: list[list[int]] = []
+    size = 0
+    for index, (dtype, shape) in enumerate(zip(dtypes, shapes)):
+        nbytes = math.prod(shape) * dtype.itemsize
+        if not buckets or dtypes[buckets[-1][-1]] != dtype or size + nbytes > bucket_bytes:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(index)
+        size += nbytes
+    return buckets
+
+
+def unpack_bucket(flat: torch.Tensor, shapes: list[list[int]]) -> list[torch.Tensor]:
+    """The tensors one packed broadcast carried, as views of `flat`."""
+    pieces = flat.split([math.prod(shape) for shape in shapes])
+    return [piece.view(shape) for piece, shape in zip(pieces, shapes)]
 
 
 def open_gloo_group(master_address: str, master_port: int, rank: int, world_size: int, timeout_s: float):
@@ -57,6 +83,11 @@ class TensorListUpdateInfo(WeightTransferUpdateInfo):
     names: list[str]
     dtype_names: list[str]
     shapes: list[list[int]]
+    bucket_bytes: int = BUCKET_BYTES
+
+    @property
+    def dtypes(self) -> list[torch.dtype]:
+        return [getattr(torch, name) for name in self.dtype_names]
 
     def __post_init__(self) -> None:
         if not len(self.names) == len(self.dtype_names) == len(self.shapes):
@@ -97,10 +128,12 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, TensorListUpda
     def receive_weights(self, update_info: TensorListUpdateInfo) -> None:
         if self.group is None:
             raise RuntimeError("weight transfer not initialised: call init_weight_transfer_engine first")
-        for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
-            tensor = torch.empty(shape, dtype=getattr(torch, dtype_name))
-            self.group.broadcast(tensor, 0).wait()
-            self.model.load_weights([(name, tensor.to(self.device))])
+        dtypes, shapes = update_info.dtypes, update_info.shapes
+        for bucket in weight_buckets(dtypes, shapes, update_info.bucket_bytes):
+            flat = torch.empty(sum(math.prod(shapes[i]) for i in bucket), dtype=dtypes[bucket[0]])
+            self.group.broadcast(flat, 0).wait()
+            tensors = unpack_bucket(flat, [shapes[i] for i in bucket])
+            self.model.load_weights([(update_info.names[i], tensor.to(self.device)) for i, tensor in zip(bucket, tensors)])
 
     def finish_weight_update(self) -> None:
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rft.learner.transfer import CheckpointWeightSource, trainer_init_info
+from vllm.distributed.weight_transfer.base import ParamMeta
+
+from rft.learner.transfer import CheckpointWeightSource, GlooTrainerWeightTransferEngine, trainer_init_info
 from rft.models.loading import checkpoint_state_dict, load_model
+from rft.models.vllm_transfer import unpack_bucket, weight_buckets
 from rft.rollout.group import RolloutTransferClient
 
 
@@ -51,3 +54,38 @@ def test_trainer_init_info_per_backend():
     assert trainer_init_info("ipc", 0, "", 0, 0).backend == "ipc"
     with pytest.raises(ValueError, match="folder"):
         trainer_init_info("folder", 0, "", 0, 0)
+
+
+def test_buckets_hold_runs_of_one_dtype_up_to_the_size():
+    f32, bf16 = torch.float32, torch.bfloat16
+    dtypes = [f32, f32, f32, bf16, bf16, f32, f32]
+    shapes = [[4], [2, 2], [10], [8], [3], [1], [100]]  # bytes: 16, 16, 40, 16, 6, 4, 400
+    assert weight_buckets(dtypes, shapes, bucket_bytes=40) == [[0, 1], [2], [3, 4], [5], [6]]
+    assert weight_buckets(dtypes, shapes, bucket_bytes=1 << 20) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert weight_buckets([], [], bucket_bytes=40) == []
+
+
+def _pack_and_unpack(items: list[tuple[str, torch.Tensor]], bucket_bytes: int) -> dict[str, torch.Tensor]:
+    """What the engines rebuild from the sender's buffers (the broadcast itself left out)."""
+    metas = [ParamMeta(name, t.dtype, tuple(t.shape)) for name, t in items]
+    stream, rebuilt = iter(items), {}
+    for bucket in weight_buckets([m.dtype for m in metas], [list(m.shape) for m in metas], bucket_bytes):
+        flat = GlooTrainerWeightTransferEngine._pack([metas[i] for i in bucket], stream)
+        tensors = unpack_bucket(flat.clone(), [list(metas[i].shape) for i in bucket])
+        rebuilt.update({metas[i].name: t for i, t in zip(bucket, tensors)})
+    return rebuilt
+
+
+def test_packed_buckets_rebuild_every_tensor_exactly(tiny):
+    source = dict(iter(CheckpointWeightSource(tiny, zero_stage=2)))
+    mixed = [*source.items(), ("extra.half", torch.randn(3, 5).to(torch.bfloat16)), ("extra.scalar", torch.tensor(2.5))]
+    for bucket_bytes in (1 << 10, 1 << 30):  # many buckets, one per dtype run
+        rebuilt = _pack_and_unpack(mixed, bucket_bytes)
+        assert list(rebuilt) == [name for name, _ in mixed]
+        assert all(rebuilt[name].dtype == t.dtype and torch.equal(rebuilt[name], t) for name, t in mixed)
+
+
+def test_a_source_that_disagrees_with_its_metadata_is_refused():
+    metas = [ParamMeta("a", torch.float32, (2,)), ParamMeta("b", torch.float32, (3,))]
+    with pytest.raises(ValueError, match="changed between metadata and iteration at 'b'"):
+        GlooTrainerWeightTransferEngine._pack(metas, iter([("a", torch.zeros(2)), ("c", torch.zeros(3))]))
