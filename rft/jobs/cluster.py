@@ -235,8 +235,9 @@ def wait_for_job_agent(temp_dir: str, timeout_s: float = 60.0) -> int:
     if port is not None and port > 0:
         return port
     state = "its HTTP server failed to start" if port == -1 else f"it did not start within {timeout_s:.0f} s"
-    log = session / "logs" / "dashboard_agent.log"
-    raise ClusterUnreachable(f"the job agent of the Ray head in {temp_dir} cannot take jobs: {state}. Last lines of {log}:\n{_tail(log, 30)}")
+    logs = [session / "logs" / name for name in ("dashboard_agent.log", "dashboard_agent.err")]
+    tails = "\n".join(f"--- last lines of {log}:\n{_tail(log, 20)}" for log in logs)
+    raise ClusterUnreachable(f"the job agent of the Ray head in {temp_dir} cannot take jobs: {state}.\n{tails}")
 
 
 def _recorded_agent_port(session: Path) -> int | None:
