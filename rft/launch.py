@@ -1,7 +1,8 @@
 """The entry point: `python -m rft.launch [group=option ...] [key=value ...]`.
 
 Composes and validates the configuration (before Ray starts), resolves the model, then hands
-the run to the stage runner in `rft.trainer`. `-m` runs a sweep; with
+the run to the stage runner in `rft.trainer`. A `rft.errors.UserError` (bad key, missing model
+or data, unsatisfiable resources, a run stopped on purpose) ends it with one line and status 2. `-m` runs a sweep; with
 `hydra/launcher=ray_jobs` every point is its own Ray Job. `--help` lists the groups.
 
 The function returns the run's final metric so Hydra sweepers (e.g. Optuna) can use it.
@@ -17,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rft.config import validate
+from rft.errors import user_errors_as_one_line
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("rft")
@@ -28,10 +30,11 @@ def run_dir_of_current_job() -> Path:
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    validate(cfg)
-    from rft.trainer import run
+    with user_errors_as_one_line():
+        validate(cfg)
+        from rft.trainer import run
 
-    return run(cfg, run_dir_of_current_job())
+        return run(cfg, run_dir_of_current_job())
 
 
 if __name__ == "__main__":

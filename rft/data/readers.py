@@ -45,6 +45,7 @@ from PIL import Image
 
 from rft.data import fields as F
 from rft.data.records import Record
+from rft.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ _SHOWN_OFFENDERS = 5
 _KEPT_OFFENDERS = 50
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file cannot be used as a whole (unreadable, or too many bad records)."""
 
 

@@ -257,12 +257,14 @@ def main() -> float | None:
     import hydra
 
     from rft.config import validate
+    from rft.errors import user_errors_as_one_line
     from rft.launch import CONF_DIR, run_dir_of_current_job
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def _main(cfg: DictConfig) -> float | None:
-        validate(cfg)
-        return run_eval(cfg, run_dir_of_current_job())
+        with user_errors_as_one_line():
+            validate(cfg)
+            return run_eval(cfg, run_dir_of_current_job())
 
     sys.argv = [sys.argv[0], *cli_args(sys.argv[1:])]
     return _main()

@@ -19,11 +19,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from rft.errors import UserError
+
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]
 
 
-class EvalSettingsError(RuntimeError):
+class EvalSettingsError(UserError, RuntimeError):
     """The run folder holds predictions made with other settings."""
 
 

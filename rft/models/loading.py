@@ -34,13 +34,15 @@ import re
 import shutil
 from pathlib import Path
 
+from rft.errors import UserError
+
 HUB_TIMEOUT_S = 5.0
 _EXAMPLE_FOLDERS = {"qwen2vl": "Qwen2-VL-2B-Instruct", "qwen25vl": "Qwen2.5-VL-3B-Instruct"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TRUE = {"1", "on", "yes", "true"}
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UserError, FileNotFoundError):
     """`model.path` names no usable model; the message is one line saying what to set."""
 
 

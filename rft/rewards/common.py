@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rft.errors import UserError
+
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 
@@ -72,7 +74,7 @@ def finite_float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-class RewardConfigError(ValueError):
+class RewardConfigError(UserError, ValueError):
     """A reward was called with arguments that cannot be right (not a bad completion)."""
 
 

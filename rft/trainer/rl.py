@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
 from rft.config import ConfigError, weight_sync_mode
+from rft.errors import UserError
 from rft.learner.batch import TrainSample
 from rft.learner.export import sync_root
 from rft.rollout.types import Completion, PromptItem, SamplingSettings
@@ -37,7 +38,7 @@ from rft.trainer.workers import Workers, engine_settings, learner_settings, star
 log = logging.getLogger(__name__)
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(UserError, RuntimeError):
     """The run stopped on purpose (e.g. repeated non-finite updates); a checkpoint was written."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rft.data.records import Record
+from rft.errors import UserError
 from rft.learner.batch import TrainSample
 from rft.trainer import checkpoint as ckpt
 from rft.trainer.common import task_for, enum_value, make_tracker, prompt_items
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 END_OF_TURN = "<|im_end|>"
 
 
-class SFTDataError(ValueError):
+class SFTDataError(UserError, ValueError):
     """Too many records cannot be used for this SFT stage."""
 
 
