@@ -261,8 +261,8 @@ def test_a_job_agent_without_http_fails_with_its_log(tmp_path):
     temp_dir = _session_with_agent_port(tmp_path, "-1", log="line 1\nOSError: [Errno 98] address already in use")
     start = time.monotonic()
     with pytest.raises(ClusterUnreachable, match="(?s)HTTP server failed to start.*Errno 98"):
-        wait_for_job_agent(str(temp_dir), timeout_s=30)
-    assert time.monotonic() - start < 2  # -1 is final: no waiting out the timeout
+        wait_for_job_agent(str(temp_dir), timeout_s=120)
+    assert time.monotonic() - start < 30  # -1 is final: the timeout is not waited out
 
 
 def test_a_job_agent_that_never_registers_times_out(tmp_path):
