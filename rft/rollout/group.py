@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 _ACTOR_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
+# Deprecations that vLLM 0.32 itself triggers in transformers 5.19 and torch 2.13: every engine
+# process printed them on every run, and nothing in rft or its configuration can act on them.
+LIBRARY_DEPRECATIONS = (
+    "ignore:Passing `min_pixels` and `max_pixels`:FutureWarning",
+    "ignore:`torch.distributed.reduce_op` is deprecated:FutureWarning",
+)
+
+
+def engine_python_warnings() -> str:
+    """PYTHONWARNINGS for rollout actors (and the vLLM processes they start): the caller's
+    filters, then `LIBRARY_DEPRECATIONS`."""
+    return ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), *LIBRARY_DEPRECATIONS]))
+
+
 class RolloutGroup:
     def __init__(
         self,
@@ -42,7 +56,11 @@ class RolloutGroup:
     ):
         actor_cls = ray.remote(RolloutWorker)
         # vLLM logs each engine start and weight reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back.
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb), "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+        env = {
+            "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb),
+            "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+            "PYTHONWARNINGS": engine_python_warnings(),
+        }
         self.workers = [
             actor_cls.options(
                 num_cpus=cpus,
