@@ -2,8 +2,9 @@
 
 Composes and validates the configuration (before Ray starts), resolves the model, then hands
 the run to the stage runner in `rft.trainer`. A `rft.errors.UserError` (bad key, missing model
-or data, unsatisfiable resources, a run stopped on purpose) ends it with one line and status 2. `-m` runs a sweep; with
-`hydra/launcher=ray_jobs` every point is its own Ray Job. `--help` lists the groups.
+or data, unsatisfiable resources, a run stopped on purpose) ends it with one line and status 2.
+`-m` runs a sweep; with `hydra/launcher=ray_jobs` every point is its own Ray Job. `--help`
+lists the groups.
 
 The function returns the run's final metric so Hydra sweepers (e.g. Optuna) can use it.
 """

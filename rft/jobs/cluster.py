@@ -250,8 +250,10 @@ def _recorded_agent_port(session: Path) -> int | None:
 
 
 def _tail(path: Path, lines: int) -> str:
+    from rft.jobs.entrypoint import log_tail  # here: entrypoint imports this module
+
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(path.read_text(errors="replace"), lines)
     except OSError as err:
         return f"({err})"
 

@@ -340,9 +340,10 @@ class LearnerWorker:
         start = time.perf_counter()
         self._check_weights_finite()
         state = self.full_state_dict()
+        size = 0
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
             write_checkpoint_folder(state, folder, self.settings.model_path)
-        size = sum(t.numel() * t.element_size() for t in state.values()) if state is not None else 0
+            size = sum(t.numel() * t.element_size() for t in state.values())
         return {"bytes": float(size), "export_s": time.perf_counter() - start}
 
     def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:
