@@ -121,9 +121,6 @@ def test_argument_errors(meta_file):
 
 
 def test_with_the_real_task_registry(tmp_path):
-    tasks = pytest.importorskip("rft.tasks")
-    if not hasattr(tasks, "get_task"):
-        pytest.skip("rft.tasks.get_task is not there yet")
     from rft.data.synth import synth_dataset
 
     paths = synth_dataset("counting", tmp_path / "syn", n_train=6, n_test=1, seed=0)
