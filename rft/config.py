@@ -372,3 +372,7 @@ def weight_sync_mode(cfg: DictConfig) -> str:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved configuration as plain Python values (Enums as their names)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def enum_value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value

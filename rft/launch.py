@@ -12,21 +12,15 @@ The function returns the run's final metric so Hydra sweepers (e.g. Optuna) can 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rft.config import validate
 from rft.errors import user_errors_as_one_line
+from rft.paths import CONF_DIR, run_dir_of_current_job
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("rft")
-
-
-def run_dir_of_current_job() -> Path:
-    return Path(HydraConfig.get().runtime.output_dir).resolve()
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")

@@ -66,7 +66,7 @@ def placement(ray_cluster):
     shared cluster's CPUs are free again for the next one."""
     from ray.util.placement_group import remove_placement_group
 
-    from rft.trainer.cluster import reserve
+    from rft.placement.cluster import reserve
 
     groups = []
 

@@ -9,7 +9,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
 
     from rft.config import validate
-    from rft.launch import CONF_DIR
+    from rft.paths import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=overrides)

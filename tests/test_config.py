@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from rft.config import ConfigError, validate
-from rft.launch import CONF_DIR
+from rft.paths import CONF_DIR
 
 TASKS = ["counting", "structure", "spatial", "classification", "detection", "grounding"]
 MODELS = ["demo_qwen2vl", "tiny_qwen2vl", "tiny_qwen25vl", "qwen2vl_2b", "qwen2vl_7b", "qwen25vl_3b", "qwen25vl_7b"]

@@ -34,7 +34,7 @@ def test_rfts_input_and_stop_errors_are_user_errors_and_keep_their_builtin_bases
     from rft.eval.journal import EvalSettingsError
     from rft.models.loading import ModelNotFoundError
     from rft.rewards.common import RewardConfigError
-    from rft.trainer.cluster import ResourceError
+    from rft.placement.cluster import ResourceError
     from rft.trainer.rl import TrainingStopped
     from rft.trainer.sft import SFTDataError
 

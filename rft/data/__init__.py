@@ -1,5 +1,6 @@
-"""Data for rft: one `Record` type, readers for every source format, writers, the Reason-RFT
-converter (`python -m rft.data.convert`) and synthetic data sets (`python -m rft.data.synth`).
+"""Data for rft: one `Record` type, readers for every source format, writers, train/ID/OOD splits,
+image opening and synthetic data sets (`python -m rft.data.synth`). The Reason-RFT converter
+renders the tasks' prompts, so it lives with them (`python -m rft.tasks.convert`).
 
     from rft.data import load_records
     records = load_records("train.json").records

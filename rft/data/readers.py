@@ -9,7 +9,7 @@ Formats (`fmt=`; `auto` picks one from the path and the records' keys):
 - `jsonl`: one record per line, in the `meta`/`rl` layout (or ShareGPT); a `.jsonl` file is
   read this way whatever `fmt` names the layout.
 - `sharegpt`: the SFT format `{id, image|images, messages: [user, assistant]}` written by
-  `rft.data.convert` (or LLaMA-Factory). The user turn becomes `problem` (already the full
+  `rft.tasks.convert` (or LLaMA-Factory). The user turn becomes `problem` (already the full
   prompt, so `meta["full_prompt"] = True`) without LLaMA-Factory's `<image>` slot markers: rft
   places image slots itself, one per entry of `images`. The assistant turn gives `answer` and,
   from `<think>`, `cot`.

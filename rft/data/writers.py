@@ -5,7 +5,7 @@
 - RL: `{id, image, problem, solution, **meta}` (Reason-RFT's RL format; `solution` is the bare
   answer). Pass `extras=False` for exactly the four Reason-RFT keys. The cot is not part of it.
 - ShareGPT: `{id, image, messages: [{role: user, content}, {role: assistant, content}]}`; the
-  contents come from the caller (the task's prompt template, see `rft.data.convert`).
+  contents come from the caller (the task's prompt template, see `rft.tasks.convert`).
 
 Image paths are written relative to `image_root` when they lie under it (absolute otherwise),
 as a string for one image and a list for several. A path ending in `.jsonl` gets one record a

@@ -54,7 +54,7 @@ from rft.eval.runner import (
     split_metrics,
 )
 from rft.eval.targets import PLAIN, Target, eval_targets
-from rft.rollout.types import SamplingSettings
+from rft.types import SamplingSettings
 
 log = logging.getLogger("rft.eval")
 DEFAULT_RUN_DIR = "${outputs_root}/eval/${now:%Y-%m-%d_%H-%M-%S}_${task.name}"
@@ -79,7 +79,7 @@ class EvalPlan:
 
 def plan_eval(cfg: DictConfig) -> EvalPlan:
     """Targets, records and settings, with every check that needs no actor."""
-    from rft.trainer.common import task_for
+    from rft.tasks.prompting import task_for
 
     targets = eval_targets(cfg)
     splits, source = eval_records(cfg)
@@ -102,7 +102,7 @@ def eval_records(cfg: DictConfig) -> tuple[dict[str, list[Record]], str]:
         splits = _file_records(cfg)
         source = ", ".join(f"{split} {cfg.data.get(SPLIT_FILE[split].split('.')[1])}" for split in splits)
     else:
-        from rft.trainer.common import load_data
+        from rft.data.splits import load_data
 
         data = load_data(cfg)
         splits = {"id": data.test_id, "ood": data.test_ood, "train": data.train}
@@ -163,7 +163,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, session=None) -> float | None:
     """Evaluate every target on every split into `run_dir/eval`; return the last target's score
     on the first split (for sweepers). `session`: rollout actors to reuse (left open)."""
     from rft.eval.session import EvalSession
-    from rft.trainer.common import make_tracker
+    from rft.tracking import make_tracker
 
     plan = plan_eval(cfg)
     out_dir = Path(run_dir) / "eval"
@@ -221,7 +221,7 @@ def evaluate_target(cfg: DictConfig, plan: EvalPlan, target: Target, session, jo
 
 def generate_batch(cfg: DictConfig, plan: EvalPlan, target: Target, session, batch: list[Record], label: dict[str, Any]) -> list[dict[str, Any]]:
     """Prediction rows for one batch of records, generated with `target`'s weights."""
-    from rft.trainer.common import prompt_items
+    from rft.tasks.prompting import prompt_items
 
     session.use(target, cfg)
     items = prompt_items(plan.task, session.processor, batch, plan.style, cfg.model)
@@ -258,7 +258,7 @@ def main() -> float | None:
 
     from rft.config import validate
     from rft.errors import user_errors_as_one_line
-    from rft.launch import CONF_DIR, run_dir_of_current_job
+    from rft.paths import CONF_DIR, run_dir_of_current_job
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def _main(cfg: DictConfig) -> float | None:

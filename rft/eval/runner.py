@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig
 
 from rft.data.records import Record
-from rft.rollout.types import PromptItem, SamplingSettings
+from rft.types import PromptItem, SamplingSettings
 
 # eval.prompt -> the task's prompt style; `auto` follows the stage's training format.
 PROMPT_STYLE = {"zero_shot": "zero_shot", "cot": "rl", "ans": "ans_sft"}
@@ -83,7 +83,7 @@ def items_kwargs(items: Sequence[PromptItem]) -> dict[str, list[Any]]:
 
 def records_kwargs(task, records: Sequence[Record], model_cfg: DictConfig) -> dict[str, list[Any]]:
     """`items_kwargs` without building prompts (no processor needed)."""
-    from rft.trainer.common import reward_kwargs_for
+    from rft.tasks.prompting import reward_kwargs_for
 
     per_record = [reward_kwargs_for(task, r, model_cfg) for r in records]
     keys = {k for extras in per_record for k in extras}
@@ -139,7 +139,7 @@ def split_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate_records(cfg: DictConfig, task, processor, rollout, records: list, split: str, seed: int = 0, label: dict[str, Any] | None = None):
     """Generate and score one split: (result rows, prediction rows)."""
-    from rft.trainer.common import prompt_items
+    from rft.tasks.prompting import prompt_items
 
     label = {**(label or {}), "split": split}
     items = prompt_items(task, processor, records, prompt_style(cfg), cfg.model)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def engine_key(cfg: DictConfig) -> tuple:
     """What the actors were built with, apart from the model folder."""
-    from rft.trainer.workers import engine_settings
+    from rft.placement.workers import engine_settings
 
     settings = dataclasses.asdict(engine_settings(cfg, "", seed=cfg.trainer.seed))
     settings.pop("model_path")
@@ -54,7 +54,7 @@ class EvalSession:
 
     def _start(self, folder: str, cfg: DictConfig) -> None:
         from rft.models.loading import load_processor
-        from rft.trainer.workers import engine_settings, start_workers
+        from rft.placement.workers import engine_settings, start_workers
 
         self.close()
         log.info("starting %d %s rollout actor(s) on %s", cfg.rollout.num_workers, getattr(cfg.rollout.engine, "value", cfg.rollout.engine), folder)

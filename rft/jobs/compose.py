@@ -52,7 +52,7 @@ def compose_run(overrides: Sequence[str]) -> tuple[DictConfig, str]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import setup_globals
 
-    from rft.launch import CONF_DIR
+    from rft.paths import CONF_DIR
 
     setup_globals()
     try:

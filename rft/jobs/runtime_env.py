@@ -19,15 +19,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from rft.paths import FORWARDED_ENV, PATH_ENV
+
 EXCLUDES = [
     ".venv", "outputs", ".cache", "multirun", ".git", "__pycache__", "*.egg-info", ".pytest_cache",
     ".hypothesis", "mlruns", "wandb", "bench_results",
 ]  # fmt: skip
-FORWARDED_ENV = (
-    "RFT_CACHE", "RAY_AUTH_MODE", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "HF_HUB_OFFLINE", "HF_HOME",
-    "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "WANDB_MODE", "WANDB_PROJECT", "MLFLOW_TRACKING_URI",
-)  # fmt: skip
-PATH_ENV = ("RFT_CACHE", "HF_HOME")  # made absolute before forwarding
 
 
 def project_root() -> Path | None:

@@ -14,18 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rft.rollout.types import PromptItem
-from rft.rollout.vllm_engine import _open_images
-
-
-@dataclass
-class TrainSample:
-    prompt: PromptItem
-    completion_ids: list[int]
-    advantage: float = 0.0
-    old_logprobs: list[float] | None = None
-    ref_logprobs: list[float] | None = None
-    rollout_logprobs: list[float] | None = None  # the engine's, of the sampled tokens
+from rft.data.images import open_images
+from rft.types import PromptItem, TrainSample
 
 
 @dataclass
@@ -55,7 +45,7 @@ class FeatureCache:
         return self._cache[key]
 
     def _build(self, prompt: PromptItem) -> PromptFeatures:
-        images = _open_images(prompt.images) or None
+        images = open_images(prompt.images) or None
         out = self.processor(text=[prompt.prompt_text], images=images, return_tensors="pt")
         input_ids = out["input_ids"][0]
         mm = out.get("mm_token_type_ids")

@@ -12,7 +12,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rft.learner.batch import TrainSample
+from rft.types import TrainSample
 from rft.learner.worker import LearnerSettings, LearnerWorker
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from rft.rollout.types import vision_token_ids
-from rft.learner.batch import FeatureCache, MicroBatch, TrainSample, collate, sequence_length, split_by_token_budget
+from rft.types import vision_token_ids
+from rft.types import TrainSample
+from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
 
 log = logging.getLogger(__name__)
 ADDITIVE_METRICS = {"loss", "pg_loss"}

@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings
+from rft.types import Completion, PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings, RolloutWorker
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings, vision_token_ids
-from rft.rollout.vllm_engine import _open_images
+from rft.types import Completion, PromptItem, SamplingSettings, vision_token_ids
+from rft.data.images import open_images
 
 
 class HFEngine:
@@ -29,7 +29,7 @@ class HFEngine:
         self.banned = vision_token_ids(tok)
 
     def _inputs(self, item: PromptItem) -> dict:
-        images = _open_images(item.images) or None
+        images = open_images(item.images) or None
         return self.processor(text=[item.prompt_text], images=images, return_tensors="pt")
 
     @torch.no_grad()

@@ -18,25 +18,17 @@ import logging
 import os
 from typing import Any
 
-from PIL import Image
+from rft.data.images import open_images
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings, vision_token_ids
+from rft.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 
 log = logging.getLogger(__name__)
-
-
-def _open_images(paths: list[str]) -> list[Image.Image]:
-    images = []
-    for path in paths:
-        with Image.open(path) as img:
-            images.append(img.convert("RGB"))
-    return images
 
 
 def _vllm_input(item: PromptItem) -> dict[str, Any]:
     request: dict[str, Any] = {"prompt": item.prompt_text}
     if item.images:
-        images = _open_images(item.images)
+        images = open_images(item.images)
         request["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
     return request
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rft.rollout.types import Completion, PromptItem, SamplingSettings
+from rft.types import Completion, PromptItem, SamplingSettings
 
 
 @dataclass

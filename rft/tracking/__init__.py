@@ -3,6 +3,7 @@
 mlflow, wandb and matplotlib are imported only when a sink or report needs them.
 """
 
+from rft.tracking.factory import make_tracker
 from rft.tracking.params import flatten_config, mlflow_key
 from rft.tracking.progress import ProgressBar, progress_bar
 from rft.tracking.report import plot_series, read_metrics, series, write_report
@@ -13,6 +14,7 @@ __all__ = [
     "Tracker",
     "default_mlflow_uri",
     "flatten_config",
+    "make_tracker",
     "mlflow_key",
     "plot_series",
     "progress_bar",

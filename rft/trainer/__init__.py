@@ -18,7 +18,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rft.trainer.common import DataSplits, TRAIN_STYLE, enum_value, load_data, resolve_model
+from rft.config import enum_value
+from rft.data.splits import DataSplits, load_data
+from rft.models.loading import resolve_model_path
+from rft.tasks.prompting import TRAIN_STYLE
 
 log = logging.getLogger("rft")
 RESULT_FILE = "result.json"
@@ -46,7 +49,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | None:
     """Run the configured stage in `run_dir`; return its final metric (for sweepers)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_model(cfg)
+    model_path = str(resolve_model_path(cfg.model.path))
     data = load_data(cfg)
     print_summary(cfg, model_path, data, run_dir)
     stage = enum_value(cfg.stage.name)

@@ -17,7 +17,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rft.trainer import RESULT_FILE, run_rl, run_sft, write_result
-from rft.trainer.common import DataSplits, make_tracker
+from rft.data.splits import DataSplits
+from rft.tracking import make_tracker
 
 
 class StageOneMissing(FileNotFoundError):

@@ -26,14 +26,17 @@ from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
 from rft.config import ConfigError, weight_sync_mode
-from rft.errors import UserError
-from rft.learner.batch import TrainSample
 from rft.learner.export import sync_root
-from rft.rollout.types import Completion, PromptItem, SamplingSettings
+from rft.errors import UserError
+from rft.types import TrainSample
+from rft.types import Completion, PromptItem, SamplingSettings
 from rft.trainer import checkpoint as ckpt
-from rft.trainer.common import task_for, DataSplits, TRAIN_STYLE, enum_value, make_tracker, prompt_items
+from rft.config import enum_value
+from rft.data.splits import DataSplits
+from rft.tasks.prompting import TRAIN_STYLE, prompt_items, task_for
+from rft.tracking import make_tracker
 from rft.trainer.sampler import EpochSampler
-from rft.trainer.workers import Workers, engine_settings, learner_settings, start_workers
+from rft.placement.workers import Workers, engine_settings, learner_settings, start_workers
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,13 @@ from omegaconf import DictConfig
 
 from rft.data.records import Record
 from rft.errors import UserError
-from rft.learner.batch import TrainSample
+from rft.types import TrainSample
 from rft.trainer import checkpoint as ckpt
-from rft.trainer.common import task_for, enum_value, make_tracker, prompt_items
+from rft.config import enum_value
+from rft.tasks.prompting import prompt_items, task_for
+from rft.tracking import make_tracker
 from rft.trainer.sampler import EpochSampler
-from rft.trainer.workers import Workers, learner_settings, start_workers
+from rft.placement.workers import Workers, learner_settings, start_workers
 
 log = logging.getLogger(__name__)
 END_OF_TURN = "<|im_end|>"

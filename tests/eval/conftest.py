@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from rft.launch import CONF_DIR
+from rft.paths import CONF_DIR
 
 FAST = [
     "model=tiny_qwen2vl",

@@ -24,7 +24,7 @@ PREDICTION_KEYS = {"task", "model", "checkpoint", "step", "split", "id", "prompt
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_on_id_and_ood(task, tmp_path, eval_session, compose_cfg):
     from rft.eval.cli import eval_records
-    from rft.trainer.common import task_for
+    from rft.tasks.prompting import task_for
 
     cfg = compose_cfg(tmp_path, f"task={task}")
     starts = eval_session.starts

@@ -217,8 +217,9 @@ def test_resuming_with_other_sampling_is_refused(tmp_path, compose_cfg, scripted
 def test_evaluate_splits_keeps_the_trainers_contract(tmp_path, compose_cfg, scripted):
     """The RL trainer calls `evaluate_splits` every `trainer.eval_every` steps."""
     from rft.eval.runner import evaluate_splits
-    from rft.rollout.types import Completion
-    from rft.trainer.common import load_data, task_for
+    from rft.types import Completion
+    from rft.data.splits import load_data
+    from rft.tasks.prompting import task_for
 
     class Rollout:  # the RolloutGroup interface: completions come back grouped, out of order
         def generate(self, items, sampling, with_rewards=True):
@@ -237,7 +238,7 @@ def test_the_visual_rft_preset_is_greedy_with_1024_tokens():
     from hydra import compose, initialize_config_dir
 
     from rft.eval.runner import eval_sampling
-    from rft.launch import CONF_DIR
+    from rft.paths import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         # A real model: the embedded demo shortens generation on purpose.

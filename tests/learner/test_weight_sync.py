@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import ray
 
-from rft.learner.batch import TrainSample
+from rft.types import TrainSample
 from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
 from rft.rollout.group import RolloutGroup
-from rft.rollout.types import PromptItem, SamplingSettings
+from rft.types import PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from rft.models.loading import checkpoint_state_dict, load_model, load_processor, write_checkpoint_folder
 from rft.rollout.group import RolloutGroup
-from rft.rollout.types import PromptItem, SamplingSettings
+from rft.types import PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings
 
 pytestmark = pytest.mark.slow

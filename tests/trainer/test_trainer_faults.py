@@ -34,11 +34,12 @@ def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
 
     import ray
 
-    from rft.trainer.common import load_data, resolve_model
+    from rft.data.splits import load_data
+    from rft.models.loading import resolve_model_path
     from rft.trainer.rl import RLTrainer
 
     cfg = compose(TINY_RL + ["rollout.weight_sync=gloo", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=3", "trainer.save_every=100"])
-    trainer = RLTrainer(cfg, tmp_path, resolve_model(cfg), load_data(cfg))
+    trainer = RLTrainer(cfg, tmp_path, str(resolve_model_path(cfg.model.path)), load_data(cfg))
     try:
         trainer.setup()
         trainer.step = 1

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from rft.trainer.cluster import ResourceError, local_cpus_needed, reserve
-from rft.trainer.workers import _bundles
+from rft.placement.cluster import ResourceError, local_cpus_needed, reserve
+from rft.placement.workers import _bundles
 from rft_test_helpers import compose
 
 

@@ -1,8 +1,12 @@
-"""The records that cross the rollout boundary: prompts in, completions out.
+"""The neutral records that cross package boundaries: prompts, sampling settings, completions,
+train samples.
 
 A `PromptItem` is built once per dataset record by the controller (the task's prompt template
 rendered through the model's chat template); a `Completion` is one sample for it, carrying the
-engine's token ids, text and sampling log-probs, and the weight version it was generated with.
+engine's token ids, text and sampling log-probs, and the weight version it was generated with; a
+`TrainSample` pairs a prompt with one completion and what the learner needs to score or train on
+it. Rollout, learner, trainer and eval all import these from here, so none of them imports
+another for a record type.
 """
 
 from __future__ import annotations
@@ -55,3 +59,13 @@ class Completion:
     weight_version: int = 0
     prompt_token_ids: list[int] = field(default_factory=list)
     rewards: dict[str, float] = field(default_factory=dict)  # filled by the rollout worker
+
+
+@dataclass
+class TrainSample:
+    prompt: PromptItem
+    completion_ids: list[int]
+    advantage: float = 0.0
+    old_logprobs: list[float] | None = None
+    ref_logprobs: list[float] | None = None
+    rollout_logprobs: list[float] | None = None  # the engine's, of the sampled tokens

@@ -14,11 +14,9 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
 from rft.errors import UserError
+from rft.paths import FORWARDED_ENV
 
 log = logging.getLogger(__name__)
-
-# Variables the actors need that a local Ray passes on from the driver's environment.
-FORWARDED_ENV = ("RFT_CACHE", "RFT_OUTPUTS", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "WANDB_MODE")
 
 
 class ResourceError(UserError, RuntimeError):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from rft.data import convert, load_records, write_records
+from rft.data import load_records, write_records
+from rft.tasks import convert
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Turn a Reason-RFT meta-JSON into the training files of each stage, and split it for Reason-RFT.
 
-    python -m rft.data.convert --to ans_sft|cot_sft|rl --in META.json --out OUT.json [--task T]
-    python -m rft.data.convert --in META.json --split-first 1600 \\
+    python -m rft.tasks.convert --to ans_sft|cot_sft|rl --in META.json --out OUT.json [--task T]
+    python -m rft.tasks.convert --in META.json --split-first 1600 \\
         --stage1-out stage1_cot_sft.json --stage2-out stage2_rl.json --task counting [--stage2-all]
 
 - `ans_sft`, `cot_sft`: ShareGPT `{id, image, messages: [user, assistant]}`. The user turn is
@@ -31,17 +31,11 @@ from typing import Any, Sequence
 from rft.data import writers
 from rft.data.readers import DataError, load_records
 from rft.data.records import Record
+from rft.tasks import get_task
 
 log = logging.getLogger(__name__)
 
 STYLES = ("ans_sft", "cot_sft", "rl")
-
-
-def get_task(name: str) -> Any:
-    """The task object for `name` (imported lazily: tasks pull in model-side code)."""
-    from rft.tasks import get_task as _get_task
-
-    return _get_task(name)
 
 
 def convert_records(
@@ -86,7 +80,7 @@ def split_first(records: Sequence[Record], n: int, stage2_all: bool = False):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rft.data.convert",
+    p = argparse.ArgumentParser(prog="python -m rft.tasks.convert",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--in", dest="inp", required=True, help="meta-JSON (or any format rft reads)")
     p.add_argument("--to", choices=STYLES, help="format of --out")

@@ -17,8 +17,8 @@ from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
 from rft.rollout.group import RolloutGroup
 from rft.rollout.worker import EngineSettings
-from rft.trainer.cluster import connect, local_cpus_needed, reserve
-from rft.trainer.common import enum_value
+from rft.placement.cluster import connect, local_cpus_needed, reserve
+from rft.config import enum_value
 
 
 def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: str = "folder") -> EngineSettings:
