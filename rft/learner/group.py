@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from rft.tracking.stats import LEARNER_STATS, merge_stats
 from rft.types import TrainSample
 from rft.learner.worker import LearnerSettings, LearnerWorker
 
@@ -81,15 +82,5 @@ class LearnerGroup:
 
 
 def merge_rank_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
-    """Token-weighted means across ranks; losses add up; flags and timings take the max."""
-    tokens = sum(m.get("tokens", 0.0) for m in per_rank) or 1.0
-    merged: dict[str, float] = {}
-    for key in per_rank[0]:
-        values = [m[key] for m in per_rank]
-        if key in ("loss", "pg_loss", "tokens"):
-            merged[key] = sum(values)
-        elif key in ("grad_norm", "lr", "skipped_update", "nonfinite_microbatches", "update_s"):
-            merged[key] = max(values) if key != "grad_norm" else values[0]
-        else:
-            merged[key] = sum(m[key] * m.get("tokens", 0.0) for m in per_rank) / tokens
-    return merged
+    """One update's statistics from every rank's, each by its `Reduce` kind (`rft.tracking.stats`)."""
+    return merge_stats(per_rank, LEARNER_STATS)

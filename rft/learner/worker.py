@@ -24,9 +24,9 @@ import torch
 from rft.types import vision_token_ids
 from rft.types import TrainSample
 from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
+from rft.tracking.stats import LEARNER_STATS, merge_stats
 
 log = logging.getLogger(__name__)
-ADDITIVE_METRICS = {"loss", "pg_loss"}
 
 
 @dataclass
@@ -268,10 +268,9 @@ class LearnerWorker:
 
         self.engine.train()
         start = time.perf_counter()
-        sums: dict[str, float] = {}
+        parts: list[dict[str, float]] = []  # statistics of each real (weight 1) micro-batch
         bad = 0
         used = 0
-        tokens = 0.0
         for batch, weight in self._micro_batches(samples):
             logp, entropy = self._forward_logprobs(self.engine, batch, with_entropy, entropy_grad)
             loss, metrics = loss_fn(batch, logp, entropy)
@@ -284,12 +283,7 @@ class LearnerWorker:
             self.engine.backward(loss * weight * self.world_size, scale_wrt_gas=False)
             used += 1
             if weight > 0:
-                tokens += float(metrics.get("tokens", 0.0))
-                for key, value in metrics.items():
-                    # Losses are already normalised by global counts (they add up); the rest are
-                    # per-token means of this micro-batch, weighted by its tokens.
-                    scale = 1.0 if key in ADDITIVE_METRICS else float(metrics["tokens"])
-                    sums[key] = sums.get(key, 0.0) + float(value) * scale
+                parts.append({key: float(value) for key, value in metrics.items()})
         stepped = used > 0 and bad == 0
         if stepped:
             self.engine.step()
@@ -297,9 +291,11 @@ class LearnerWorker:
             # Part of the update is already accumulated; finish it so the next update starts clean,
             # but at zero learning rate so that the partial, tainted gradient changes nothing.
             self._step_without_update()
-        out = {k: v if k in ADDITIVE_METRICS else v / max(tokens, 1.0) for k, v in sums.items() if k != "tokens"}
+        # Losses are already normalised by global counts (they add up); the rest are per-token
+        # means, weighted by each micro-batch's tokens (`LEARNER_STATS`).
+        out = merge_stats(parts, LEARNER_STATS)
         out.update(
-            tokens=tokens,
+            tokens=out.get("tokens", 0.0),
             nonfinite_microbatches=float(bad),
             skipped_update=0.0 if stepped else 1.0,
             grad_norm=float(self.engine.get_global_grad_norm() or 0.0) if stepped else float("nan"),
