@@ -6,6 +6,7 @@ it launches a short `stage=rl` run at G = 8 on synthetic counting and reads its 
 Reported per run, as medians over the steps after the first (warm-up) step:
 
 - rollout tokens/s (generated tokens / generate time) and learner tokens/s;
+- the learner's peak resident memory (largest over the run, from the learner actor's getrusage);
 - the step-time breakdown: generate / reward / logprob (reference) / update / sync / step;
 - weight-sync MB/s (bytes exported by the learner / time until the rollout engine has them),
   per `rollout.weight_sync` asked for with `--syncs` (`folder`, or `gloo`: streamed through
@@ -41,6 +42,8 @@ RATES = {
     "learner tok/s": "learner/tokens_per_s",
     "sync MB/s": "sync/mb_per_s",
 }
+# column label -> metrics.jsonl key (the largest value of the run: a process's peak only grows)
+PEAKS = {"learner RSS GB": "memory/learner_peak_rss_gb"}
 
 
 def run_overrides(size: str, engine: str, steps: int, prompts: int, max_tokens: int, sync: str = "folder") -> list[str]:
@@ -82,6 +85,8 @@ def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict
     row["warmup_skipped"] = len(rows) > 1
     for label, key in {**RATES, **TIMINGS}.items():
         row[label] = runs.median_after_warmup(rows, key)
+    for label, key in PEAKS.items():
+        row[label] = max((float(r[key]) for r in rows if key in r and runs.finite(r[key])), default=float("nan"))
     row["response length"] = runs.median_after_warmup(rows, "response_length/mean")
     row["wall s"] = launch.wall_s
     row["cpu s"] = launch.cpu_s if launch.cpu_s is not None else float("nan")
@@ -116,7 +121,7 @@ def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> 
     from rich.console import Console
 
     console = Console()
-    rates = ["params", *RATES, "wall s", "cpu s", "load"]
+    rates = ["params", *RATES, *PEAKS, "wall s", "cpu s", "load"]
     console.print(_table(f"Throughput at G = {GENERATIONS} (medians after the warm-up step)", points, rates, params))
     console.print(_table("Step time in seconds (medians after the warm-up step)", points, list(TIMINGS), params))
 

@@ -198,11 +198,11 @@ def median_after_warmup(rows: list[dict[str, Any]], key: str) -> float:
     """Median of `key` over the steps after the first (the warm-up step); the first step alone
     when it is the only one. NaN when no row has the key."""
     steady = rows[1:] if len(rows) > 1 else rows
-    values = [float(row[key]) for row in steady if key in row and _finite(row[key])]
+    values = [float(row[key]) for row in steady if key in row and finite(row[key])]
     return statistics.median(values) if values else float("nan")
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
     except (TypeError, ValueError):

@@ -238,7 +238,9 @@ class LearnerWorker:
                 rollout_logp=_to(rollout, logp),
             )
 
-        return self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss_kwargs.get("entropy_coef", 0.0) != 0)
+        metrics = self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss_kwargs.get("entropy_coef", 0.0) != 0)
+        metrics["peak_rss_gb"] = peak_rss_gb()
+        return metrics
 
     def train_sft(self, samples: list[TrainSample], totals: dict[str, float]) -> dict[str, float]:
         """One optimizer update with token-mean cross-entropy on the completion (assistant) tokens."""
@@ -387,6 +389,13 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(os.path.join(folder, "deepspeed"), tag="state")
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state in {folder}/deepspeed")
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (GB; Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def _to(x: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

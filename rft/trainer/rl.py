@@ -252,6 +252,7 @@ class RLTrainer:
                 "timing/step_s": step_s,
                 "rollout/tokens_per_s": gen_tokens / max(timings.get("generate_s", 0.0), 1e-9),
                 "learner/tokens_per_s": learn_tokens * self.algo.ppo_epochs / max(update_s, 1e-9),
+                "memory/learner_peak_rss_gb": update.get("peak_rss_gb", float("nan")),
                 "sync/mb_per_s": sync["bytes"] / 1e6 / max(sync["sync_s"], 1e-9),
                 "weight_version": float(self.step),
                 "samples": float(len(samples)),
