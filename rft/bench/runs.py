@@ -36,6 +36,7 @@ class LaunchResult:
     load_before: float
     load_after: float
     cpu_s: float | None = None  # CPU seconds of the launch and every process under it (Linux)
+    peak_rss_gb: dict[str, float] = field(default_factory=dict)  # per actor role (rft.bench.memory)
     log_tail: list[str] = field(default_factory=list)
 
     @property
@@ -66,21 +67,25 @@ def launch(run_dir: Path, overrides: list[str], timeout_s: float | None = None, 
     log_path = run_dir / LOG_NAME
     load_before, start = load_average(), time.perf_counter()
     with open(log_path, "w") as log:
-        returncode, cpu_s = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
+        returncode, cpu_s, peak_rss = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
     wall = time.perf_counter() - start
-    return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), cpu_s, _tail(log_path))
+    return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), cpu_s, peak_rss, _tail(log_path))
 
 
-def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[int, float | None]:
+def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[int, float | None, dict[str, float]]:
     """Run `command` in its own session, copying its output to `log`; past `timeout_s` it gets
     SIGINT (the launch shuts Ray down), then SIGKILL for its whole process group. Returns the
-    exit status and the CPU seconds of the process tree."""
+    exit status, the CPU seconds of the process tree and its peak resident memory per role."""
+    from rft.bench.memory import TreeMemory
+
     env = {**os.environ, "RFT_PROGRESS": os.environ.get("RFT_PROGRESS", "0")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1, start_new_session=True)
     pump = threading.Thread(target=_copy, args=(proc.stdout, log, echo), daemon=True)
     pump.start()
     meter = CpuMeter(proc.pid)
     meter.start()
+    memory = TreeMemory(proc.pid)
+    memory.start()
     returncode = KILLED
     try:
         returncode = proc.wait(timeout=timeout_s)
@@ -92,8 +97,9 @@ def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[
         raise
     finally:
         meter.stop()
+        memory.stop()
     pump.join(timeout=10)
-    return returncode, meter.total_s()
+    return returncode, meter.total_s(), memory.peaks_gb()
 
 
 def _copy(stream, log, echo: bool) -> None:
