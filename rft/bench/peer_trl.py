@@ -161,6 +161,26 @@ def step_timer():
     return StepTimer()
 
 
+def time_generation(trainer) -> list[float]:
+    """Wrap the trainer's generate-and-score phase (generation, rewards, old and reference
+    log-probs: TRL's `_generate_and_score_completions`) in a timer; the list fills per call.
+    The rest of a step is the update (forward, backward, optimizer) and TRL's bookkeeping."""
+    seconds: list[float] = []
+    phase = getattr(trainer, "_generate_and_score_completions", None)
+    if phase is None:  # another TRL version: no split, the step time stands alone
+        return seconds
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return phase(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    trainer._generate_and_score_completions = timed
+    return seconds
+
+
 def run_peer(size: str, steps: int, prompts: int, max_tokens: int, out: Path) -> dict[str, Any]:
     """Train `steps` TRL GRPO steps on the configuration of rft's run of `size`; the result."""
     import torch
@@ -183,6 +203,7 @@ def run_peer(size: str, steps: int, prompts: int, max_tokens: int, out: Path) ->
     trainer = GRPOTrainer(
         model=model, reward_funcs=make_reward(cfg), args=make_args(cfg, out, steps, prompts, bf16), train_dataset=dataset, processing_class=processor, callbacks=[timer]
     )
+    generate_score_s = time_generation(trainer)
     trainer.train()
     return {
         "peer": PEER_NAME,
@@ -192,6 +213,7 @@ def run_peer(size: str, steps: int, prompts: int, max_tokens: int, out: Path) ->
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "settings": {"prompts": prompts, "generations": int(cfg.algo.num_generations), "max_tokens": max_tokens, "beta": float(cfg.algo.beta), "bf16": bf16},
         "step_s": timer.step_s,
+        "generate_score_s": generate_score_s,
         "logs": timer.logs,
         "peak_rss_gb": peak_rss_gb(),
         "torch_threads": torch.get_num_threads(),

@@ -10,7 +10,16 @@ Reported per run, as medians over the steps after the first (warm-up) step:
 - the step-time breakdown: generate / reward / logprob (reference) / update / sync / step;
 - weight-sync MB/s (bytes exported by the learner / time until the rollout engine has them),
   per `rollout.weight_sync` asked for with `--syncs` (`folder`, or `gloo`: streamed through
-  vLLM's weight-transfer API; the HF engine takes folders only).
+  vLLM's weight-transfer API; the HF engine takes folders only);
+- each actor's peak resident memory (rft.bench.memory: rollout, learner, driver+ray);
+- the learner's achieved FLOP/s (6 x trainable parameters x learner tokens/s) and its MFU
+  against a matmul peak measured on this machine (rft.bench.mfu);
+- the orchestration share of a step: step time minus generate, reward, log-prob, update and
+  sync (what the controller, Ray calls and data shipping cost), over step time.
+
+With `--peer trl` it also runs TRL's `GRPOTrainer` (rft.bench.peer_trl, extra `bench`) on the
+same model, prompts and images, G, new tokens, beta and reward, once per size, and prints rft's
+speed-up (TRL's median step time / rft's) for every rft run.
 
 The random-weight models rarely stop early, so almost every completion runs to
 `rollout.max_tokens`: every run generates the same number of tokens per step.
@@ -18,6 +27,7 @@ The random-weight models rarely stop early, so almost every completion runs to
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +54,11 @@ RATES = {
 }
 # column label -> metrics.jsonl key (the largest value of the run: a process's peak only grows)
 PEAKS = {"learner RSS GB": "memory/learner_peak_rss_gb"}
+# column label -> role in LaunchResult.peak_rss_gb (sampled from /proc, rft.bench.memory)
+ACTOR_PEAKS = {"rollout RSS GB": "RolloutWorker", "driver RSS GB": "driver+ray"}
+PEERS = ("trl",)
+# the comparison table: rft's step and derived columns beside the peer's
+COMPARISON = ["step s", "peer step s", "speed-up x", "orchestration %", "learner GFLOP/s", "MFU %", "rollout RSS GB", "learner RSS GB", "peer RSS GB"]
 
 
 def run_overrides(size: str, engine: str, steps: int, prompts: int, max_tokens: int, sync: str = "folder") -> list[str]:
@@ -87,11 +102,86 @@ def summarize(size: str, engine: str, launch: runs.LaunchResult, rows: list[dict
         row[label] = runs.median_after_warmup(rows, key)
     for label, key in PEAKS.items():
         row[label] = max((float(r[key]) for r in rows if key in r and runs.finite(r[key])), default=float("nan"))
+    for label, role in ACTOR_PEAKS.items():
+        row[label] = launch.peak_rss_gb.get(role, float("nan"))
+    row["orchestration %"] = 100 * orchestration_share(rows)
     row["response length"] = runs.median_after_warmup(rows, "response_length/mean")
     row["wall s"] = launch.wall_s
     row["cpu s"] = launch.cpu_s if launch.cpu_s is not None else float("nan")
     row["load"] = f"{launch.load_before:.0f}-{launch.load_after:.0f}"
     return row
+
+
+def orchestration_share(rows: list[dict[str, Any]]) -> float:
+    """Median over the steps after warm-up of (step - generate - reward - logprob - update - sync) / step."""
+    from rft.bench import mfu
+
+    phases = [key for key in TIMINGS.values() if key != "timing/step_s"]
+    shares = [
+        {"share": mfu.share(mfu.orchestration_s(float(r["timing/step_s"]), [float(r.get(k, float("nan"))) for k in phases]), float(r["timing/step_s"]))}
+        for r in rows
+        if "timing/step_s" in r
+    ]
+    return runs.median_after_warmup(shares, "share")
+
+
+def add_compute(summary: dict[str, Any], trainable: int | None, peak_flops: float) -> None:
+    """The learner's achieved FLOP/s and MFU (rft.bench.mfu) into a row."""
+    from rft.bench import mfu
+
+    achieved = mfu.learner_flops(trainable, summary["learner tok/s"])
+    summary["learner GFLOP/s"] = achieved / 1e9
+    summary["MFU %"] = 100 * mfu.mfu(achieved, peak_flops)
+
+
+def add_speedup(summary: dict[str, Any], peer: dict[str, Any] | None) -> None:
+    """The peer's median step of the same size beside rft's, and rft's speed-up over it."""
+    from rft.bench import mfu
+
+    peer_step = peer["summary"]["step s"] if peer else float("nan")
+    summary["peer step s"] = peer_step
+    summary["peer RSS GB"] = peer["summary"]["peak RSS GB"] if peer else float("nan")
+    summary["speed-up x"] = mfu.speedup(peer_step, summary["step s"])
+
+
+def run_peer(out: Path, size: str, args, trainable: int | None, peak_flops: float) -> dict[str, Any]:
+    """TRL's GRPOTrainer on this size's run, in its own process (rft.bench.peer_trl)."""
+    from rft.bench import peer_trl
+
+    run_dir = (out / "runs" / f"{size}-peer-{args.peer}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[rft.bench rl] {size} / peer {args.peer}: {run_dir}", flush=True)
+    load_before = runs.load_average()
+    with open(run_dir / runs.LOG_NAME, "w") as log:
+        returncode, cpu_s, _ = runs._run(peer_trl.peer_command(size, args.steps, args.prompts, args.max_tokens, run_dir), log, args.timeout, args.verbose)
+    result_path = run_dir / peer_trl.RESULT_NAME
+    result = json.loads(result_path.read_text()) if returncode == 0 and result_path.exists() else {}
+    if not result:
+        print(f"[rft.bench rl] {size} / peer {args.peer} failed (exit {returncode}); see {run_dir / runs.LOG_NAME}", flush=True)
+    steps = peer_steps(result)
+    summary: dict[str, Any] = {"size": size, "engine": f"peer: {args.peer}", "sync": "-", "ok": bool(result), "steps": len(steps)}
+    summary["step s"] = runs.median_after_warmup(steps, "step_s")
+    summary["generate+score s"] = runs.median_after_warmup(steps, "generate_score_s")
+    summary["update s"] = summary["step s"] - summary["generate+score s"]  # the rest of TRL's step
+    tokens = args.prompts * GENERATIONS * _completion_length(result)
+    summary["learner tok/s"] = tokens / summary["update s"] if summary["update s"] > 0 else float("nan")
+    summary["peak RSS GB"] = result.get("peak_rss_gb", float("nan"))
+    summary["cpu s"] = cpu_s if cpu_s is not None else float("nan")
+    summary["load"] = f"{load_before:.0f}-{runs.load_average():.0f}"
+    add_compute(summary, trainable, peak_flops)
+    return {"summary": summary, "result": result, "returncode": returncode, "note": "the peer's update s is its step minus generate+score (includes TRL's bookkeeping)"}
+
+
+def peer_steps(result: dict[str, Any]) -> list[dict[str, float]]:
+    """The peer's steps as rows: step_s, and generate_score_s where TRL's phase was timed."""
+    generate = result.get("generate_score_s") or []
+    return [{"step_s": step, **({"generate_score_s": generate[i]} if i < len(generate) else {})} for i, step in enumerate(result.get("step_s", []))]
+
+
+def _completion_length(result: dict[str, Any]) -> float:
+    """Median logged completion length of the peer's steps after the first (NaN if none)."""
+    rows = [row for row in result.get("logs", []) if "completions/mean_length" in row]
+    return runs.median_after_warmup(rows, "completions/mean_length")
 
 
 def run_point(out: Path, size: str, engine: str, sync: str, args) -> dict[str, Any]:
@@ -121,9 +211,32 @@ def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> 
     from rich.console import Console
 
     console = Console()
-    rates = ["params", *RATES, *PEAKS, "wall s", "cpu s", "load"]
+    rates = ["params", *RATES, "learner GFLOP/s", "MFU %", "wall s", "cpu s", "load"]
     console.print(_table(f"Throughput at G = {GENERATIONS} (medians after the warm-up step)", points, rates, params))
-    console.print(_table("Step time in seconds (medians after the warm-up step)", points, list(TIMINGS), params))
+    console.print(_table("Step time in seconds (medians after the warm-up step)", points, [*TIMINGS, "orchestration %"], params))
+    console.print(_table("Peak resident memory per actor, GB", points, [*PEAKS, *ACTOR_PEAKS], params))
+
+
+FORMULAS = {
+    "learner GFLOP/s": "6 x trainable parameters x learner tokens/s (completion tokens x PPO epochs / update s); prompt, image and attention FLOPs left out",
+    "MFU %": "learner FLOP/s / matmul_peak.flops",
+    "orchestration %": "median over steps after warm-up of (step - generate - reward - logprob - update - sync) / step",
+    "speed-up x": "peer's median step s / rft's median step s, same size",
+    "rollout RSS GB": "largest 1 s sample of the summed VmRSS of the RolloutWorker actor and its children (vLLM engine)",
+    "learner RSS GB": "getrusage peak of the learner actor (memory/learner_peak_rss_gb)",
+    "peer RSS GB": "getrusage peak of the peer's one process",
+}
+
+
+def print_comparison(points: list[dict[str, Any]], peers: list[dict[str, Any]], params: dict[str, int | None], peer: str) -> None:
+    """rft beside the peer: step times, speed-up, orchestration, MFU and memory."""
+    from rich.console import Console
+
+    console = Console()
+    title = f"rft vs {peer} (medians after the warm-up step; speed-up = peer step / rft step)"
+    console.print(_table(title, points, ["params", *COMPARISON], params))
+    columns = ["params", "step s", "generate+score s", "update s", "learner GFLOP/s", "MFU %", "peak RSS GB", "cpu s", "load"]
+    console.print(_table(f"The peer: {peer} GRPOTrainer, one process", peers, columns, params))
 
 
 def _table(title: str, points: list[dict[str, Any]], columns: list[str], params: dict[str, int | None]):
@@ -149,17 +262,46 @@ def _millions(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.1f} M"
 
 
+def trainable_count(size: str) -> int | None:
+    """Weights the learner trains for `size` (vision tower frozen, as model=tiny_qwen2vl has it)."""
+    from rft.bench.mfu import trainable_parameters
+    from rft.models.loading import resolve_model_path
+
+    return trainable_parameters(resolve_model_path(SIZES[size], "qwen2vl"), freeze_vision=True)
+
+
+def measure_peak() -> dict[str, Any]:
+    from rft.bench import mfu
+
+    dtype = mfu.learner_compute_dtype()
+    load = runs.load_average()
+    return {"dtype": dtype, "flops": mfu.matmul_peak_flops(dtype), "load": load, "how": "best of 5 timed 2048^3 matmuls, torch's default threads"}
+
+
 def main(args) -> int:
     out = Path(args.out).resolve()
     params = {size: parameter_count(size) for size in args.sizes}
+    trainable = {size: trainable_count(size) for size in args.sizes}
+    peak = measure_peak()
+    print(f"[rft.bench rl] matmul peak ({peak['dtype']}): {peak['flops'] / 1e9:,.0f} GFLOP/s", flush=True)
     points = [run_point(out, size, engine, sync, args) for size, engine, sync in bench_points(args)]
+    peers = {size: run_peer(out, size, args, trainable[size], peak["flops"]) for size in args.sizes} if args.peer else {}
+    for point in points:
+        add_compute(point["summary"], trainable[point["summary"]["size"]], peak["flops"])
+        add_speedup(point["summary"], peers.get(point["summary"]["size"]))
     print_table(points, params)
+    if peers:
+        print_comparison(points, list(peers.values()), params, args.peer)
     payload = {
         "benchmark": "rl",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "settings": {"generations": GENERATIONS, "steps": args.steps, "prompts_per_step": args.prompts, "max_tokens": args.max_tokens},
+        "settings": {"generations": GENERATIONS, "steps": args.steps, "prompts_per_step": args.prompts, "max_tokens": args.max_tokens, "peer": args.peer},
         "parameters": params,
+        "trainable_parameters": trainable,
+        "matmul_peak": peak,
+        "formulas": FORMULAS,
         "results": points,
+        "peers": list(peers.values()),
         "note": "timings are wall-clock on a possibly shared machine; see each run's load average",
     }
     path = runs.write_json(out / "rl.json", payload)
@@ -177,3 +319,4 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
     parser.add_argument("--out", default="bench_results", help="folder for rl.json and the run folders")
     parser.add_argument("--verbose", action="store_true", help="echo every run's output")
+    parser.add_argument("--peer", choices=PEERS, default=None, help="also run this peer (TRL's GRPOTrainer; extra `bench`) per size and print rft's speed-up")
