@@ -4,15 +4,19 @@ No Ray, DeepSpeed or model code here; the learner and the controller call these 
 """
 
 from rft.algo.advantages import advantage_names, compute_advantages, get_advantage, register_advantage
-from rft.algo.config import PRESETS, AlgoSettings
+from rft.algo.config import Advantage, Aggregation, AlgoName, AlgoSettings, KLEstimator, LossSettings
 from rft.algo.dynamic_sampling import GroupFilterResult, filter_groups, zero_variance_groups
 from rft.algo.kl import get_kl, kl_names, kl_penalty, register_kl, sequence_kl
 from rft.algo.logprobs import entropy_from_logits, token_logprobs
 from rft.algo.losses import aggregate, aggregation_names, is_finite_loss, nonfinite, policy_loss, register_aggregation
 
 __all__ = [
-    "PRESETS",
+    "Advantage",
+    "Aggregation",
+    "AlgoName",
     "AlgoSettings",
+    "KLEstimator",
+    "LossSettings",
     "GroupFilterResult",
     "advantage_names",
     "aggregate",

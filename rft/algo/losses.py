@@ -1,6 +1,6 @@
 """The clipped policy-gradient loss of GRPO, Dr.GRPO and DAPO, with its aggregation modes.
 
-    loss, metrics = policy_loss(logp, old_logp, adv, mask, ref_logp, **settings.loss_kwargs())
+    loss, metrics = policy_loss(logp, old_logp, adv, mask, ref_logp, settings=algo_settings.loss)
     if not is_finite_loss(loss): skip the step
 
 Per token t of completion i (ratio = exp(logp - old_logp)):
@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 import torch
 
+from rft.algo.config import LossSettings
 from rft.algo.kl import kl_penalty
 
 AggregateFn = Callable[..., torch.Tensor]
@@ -111,26 +112,22 @@ def policy_loss(
     mask: torch.Tensor,
     ref_logp: torch.Tensor | None = None,
     *,
-    beta: float,
-    kl_estimator: str,
-    clip_eps_low: float,
-    clip_eps_high: float,
-    aggregation: str,
+    settings: LossSettings,
     entropy: torch.Tensor | None = None,
-    entropy_coef: float = 0.0,
-    max_completion_len: int | None = None,
     total_tokens: float | None = None,
     total_seqs: float | None = None,
     rollout_logp: torch.Tensor | None = None,
-    tis_cap: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate loss. logp/old_logp/ref_logp/rollout_logp/mask/entropy: (N, T);
+    """Clipped surrogate loss with `settings` (beta, KL estimator, clip range, aggregation,
+    entropy bonus, TIS cap). logp/old_logp/ref_logp/rollout_logp/mask/entropy: (N, T);
     advantages: (N,) or (N, T).
 
     Returns (scalar loss, metrics). `ref_logp` is required only when beta > 0; `entropy` (per-token,
     with grad) only when entropy_coef != 0, and is otherwise reported if given; `rollout_logp`
     only when tis_cap > 0, and is otherwise reported if given.
     """
+    beta, kl_estimator, entropy_coef, tis_cap = settings.beta, settings.kl_estimator, settings.entropy_coef, settings.tis_cap
+    clip_eps_low, clip_eps_high, aggregation = settings.clip_eps_low, settings.clip_eps_high, settings.aggregation
     if beta > 0 and ref_logp is None:
         raise ValueError("beta > 0 needs ref_logp (the reference model's token log-probs)")
     if tis_cap > 0 and rollout_logp is None:
@@ -168,7 +165,7 @@ def policy_loss(
     if entropy_coef != 0:
         objective = objective + entropy_coef * entropy
 
-    agg = dict(max_completion_len=max_completion_len, total_tokens=total_tokens, total_seqs=total_seqs)
+    agg = dict(max_completion_len=settings.max_completion_len, total_tokens=total_tokens, total_seqs=total_seqs)
     loss = -aggregate(objective, mask, aggregation, **agg)
     metrics = _metrics(loss, kl, ratio, adv, mask, clip_eps_low, clip_eps_high, entropy)
     with torch.no_grad():

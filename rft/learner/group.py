@@ -13,6 +13,7 @@ import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rft.tracking.stats import LEARNER_STATS, merge_stats
+from rft.algo.config import LossSettings
 from rft.types import TrainSample
 from rft.learner.worker import LearnerSettings, LearnerWorker
 
@@ -47,9 +48,9 @@ class LearnerGroup:
     def logprobs(self, samples: list[TrainSample], which: str = "policy") -> list[list[float]]:
         return [row for shard in self._sharded("logprobs", samples, which) for row in shard]
 
-    def train_rl(self, samples: list[TrainSample], loss_kwargs: dict[str, Any]) -> dict[str, float]:
+    def train_rl(self, samples: list[TrainSample], loss: LossSettings) -> dict[str, float]:
         totals = {"tokens": float(sum(len(s.completion_ids) for s in samples)), "seqs": float(len(samples))}
-        return merge_rank_metrics(self._sharded("train_rl", samples, loss_kwargs, totals))
+        return merge_rank_metrics(self._sharded("train_rl", samples, loss, totals))
 
     def train_sft(self, samples: list[TrainSample]) -> dict[str, float]:
         totals = {"tokens": float(sum(len(s.completion_ids) for s in samples)), "seqs": float(len(samples))}

@@ -23,6 +23,7 @@ import torch
 
 from rft.types import vision_token_ids
 from rft.types import TrainSample
+from rft.algo.config import LossSettings
 from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
 from rft.tracking.stats import LEARNER_STATS, merge_stats
 
@@ -223,7 +224,7 @@ class LearnerWorker:
         module.train(was_training)
         return out
 
-    def train_rl(self, samples: list[TrainSample], loss_kwargs: dict[str, Any], totals: dict[str, float]) -> dict[str, float]:
+    def train_rl(self, samples: list[TrainSample], loss: LossSettings, totals: dict[str, float]) -> dict[str, float]:
         """One optimizer update with the clipped policy loss over this rank's shard."""
         from rft.algo import policy_loss
 
@@ -234,11 +235,11 @@ class LearnerWorker:
             rollout = batch.per_token([s.rollout_logprobs for s in batch.samples]) if all(s.rollout_logprobs is not None for s in batch.samples) else None
             return policy_loss(
                 logp, _to(old, logp), advantages, batch.completion_mask.to(logp.device), _to(ref, logp),
-                entropy=entropy, **loss_kwargs, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
+                settings=loss, entropy=entropy, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
                 rollout_logp=_to(rollout, logp),
             )
 
-        metrics = self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss_kwargs.get("entropy_coef", 0.0) != 0)
+        metrics = self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss.entropy_coef != 0)
         metrics["peak_rss_gb"] = peak_rss_gb()
         return metrics
 

@@ -45,25 +45,6 @@ class TrainingStopped(UserError, RuntimeError):
     """The run stopped on purpose (e.g. repeated non-finite updates); a checkpoint was written."""
 
 
-def algo_settings(cfg: DictConfig) -> AlgoSettings:
-    a = cfg.algo
-    return AlgoSettings(
-        name=a.name,
-        advantage=enum_value(a.advantage),
-        beta=a.beta,
-        kl_estimator=enum_value(a.kl_estimator),
-        clip_eps_low=a.clip_eps_low,
-        clip_eps_high=a.clip_eps_high,
-        aggregation=enum_value(a.aggregation),
-        max_completion_len=cfg.rollout.max_tokens,
-        dynamic_sampling=a.dynamic_sampling,
-        dynamic_sampling_max_rounds=a.max_refill_rounds,
-        ppo_epochs=a.ppo_epochs,
-        entropy_coef=a.entropy_coef,
-        tis_cap=a.tis_cap,
-    )
-
-
 def primary_reward(weights: dict[str, float]) -> str | None:
     """The task-score reward reported as `accuracy/mean` (the first one that is not `format`)."""
     return next((name for name in weights if name != "format"), None)
@@ -97,7 +78,7 @@ class RLTrainer:
         self.run_name = run_name
         self.parent_run_id = parent_run_id
         self.task = task_for(cfg)
-        self.algo = algo_settings(cfg)
+        self.algo = AlgoSettings.from_config(cfg.algo, max_completion_len=cfg.rollout.max_tokens)
         self.weights = dict(cfg.reward.weights)
         self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
         self.sampler = EpochSampler(data.train, seed=cfg.trainer.seed)
@@ -185,7 +166,7 @@ class RLTrainer:
         all_completions = list(completions)  # for metrics: everything that was generated
         kept_items, kept = self._keep_informative(items, completions)
         rounds = 1
-        while len(kept_items) < want and rounds < self.algo.dynamic_sampling_max_rounds:
+        while len(kept_items) < want and rounds < self.algo.max_refill_rounds:
             more_items, more, more_timings = self._generate(want - len(kept_items), group_offset=rounds * want)
             all_completions += more
             for key, value in more_timings.items():
@@ -225,7 +206,7 @@ class RLTrainer:
         t0 = time.perf_counter()
         update = {}
         for _ in range(self.algo.ppo_epochs):
-            update = self.workers.learners.train_rl(samples, self.algo.loss_kwargs())
+            update = self.workers.learners.train_rl(samples, self.algo.loss)
         update_s = time.perf_counter() - t0
         self._check_update(update)
 
@@ -280,7 +261,7 @@ class RLTrainer:
         by_group = {item.group: item for item in items}
         rewards = torch.tensor([c.rewards["total"] for c in completions], dtype=torch.float32)
         groups = [c.group for c in completions]
-        advantages = compute_advantages(self.algo.advantage, rewards, groups, **self.algo.advantage_kwargs())
+        advantages = compute_advantages(self.algo.advantage, rewards, groups)
         return [
             TrainSample(by_group[c.group], c.token_ids, float(a), rollout_logprobs=c.logprobs if len(c.logprobs) == len(c.token_ids) else None)
             for c, a in zip(completions, advantages)

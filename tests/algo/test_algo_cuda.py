@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rft.algo import compute_advantages, entropy_from_logits, filter_groups, policy_loss, token_logprobs
+from rft.algo import LossSettings, compute_advantages, entropy_from_logits, filter_groups, policy_loss, token_logprobs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -20,7 +20,8 @@ def test_gpu_matches_cpu():
                                compute_advantages("grpo", rewards, groups))
     assert filter_groups(rewards.cuda(), groups.cuda()).kept_groups == [0, 1]
     loss, _ = policy_loss(token_logprobs(cuda, ids.cuda()), None, torch.randn(4).cuda(), torch.ones(4, 6).cuda(),
-                          beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="token_mean")
+                          settings=LossSettings(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="token_mean",
+                                                entropy_coef=0.0, max_completion_len=None, tis_cap=0.0))
     loss.backward()
     assert torch.isfinite(cuda.grad).all()
 

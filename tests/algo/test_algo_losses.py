@@ -1,14 +1,18 @@
 """Policy loss: aggregations, clipping, the seeds' gradient, KL/entropy terms, NaN handling."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from rft.algo import aggregate, is_finite_loss, kl_penalty, nonfinite, policy_loss
+from rft.algo import Aggregation, KLEstimator, LossSettings, aggregate, is_finite_loss, kl_penalty, nonfinite, policy_loss
 
-GRPO = dict(beta=0.04, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean")
-NO_KL = dict(GRPO, beta=0.0)
+GRPO = LossSettings(
+    beta=0.04, kl_estimator=KLEstimator.k3, clip_eps_low=0.2, clip_eps_high=0.2,
+    aggregation=Aggregation.seq_mean_token_mean, entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
+)
+NO_KL = replace(GRPO, beta=0.0)
 
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
 MASK = torch.tensor([[1, 1, 1], [1, 0, 0]])
@@ -53,7 +57,7 @@ def _clip_case():
 
 def test_clipping_hand_case():
     logp, old, adv, mask = _clip_case()
-    loss, m = policy_loss(logp, old, adv, mask, **NO_KL)
+    loss, m = policy_loss(logp, old, adv, mask, settings=NO_KL)
     # surrogate = min(r A, clip(r) A): seq 0 -> [1.2, 1.0, 0.5], seq 1 -> [-1.5, -0.8, -1.1]
     expected = -((1.2 + 1.0 + 0.5) / 3 + (-1.5 - 0.8 - 1.1) / 3) / 2
     torch.testing.assert_close(loss, torch.tensor(expected))
@@ -70,7 +74,7 @@ def test_clipping_hand_case():
 
 def test_clip_higher_lets_positive_tokens_grow_further():
     logp, old, adv, mask = _clip_case()
-    _, m = policy_loss(logp, old, adv, mask, **dict(NO_KL, clip_eps_high=0.6))
+    _, m = policy_loss(logp, old, adv, mask, settings=replace(NO_KL, clip_eps_high=0.6))
     torch.testing.assert_close(m["clip_frac_high"], torch.tensor(0.0))
     torch.testing.assert_close(m["clip_frac_low"], torch.tensor(1 / 6))
 
@@ -94,7 +98,7 @@ def test_one_epoch_grpo_gradient_equals_seeds_formula():
     seeds = _seeds_loss(logp, adv, ref, mask, 0.04)
     (g_seeds,) = torch.autograd.grad(seeds, logp)
     for old in (None, logp.detach().clone()):
-        ours, _ = policy_loss(logp, old, adv, mask, ref, **GRPO)
+        ours, _ = policy_loss(logp, old, adv, mask, ref, settings=GRPO)
         (g_ours,) = torch.autograd.grad(ours, logp)
         torch.testing.assert_close(ours, seeds)
         torch.testing.assert_close(g_ours, g_seeds)
@@ -103,33 +107,33 @@ def test_one_epoch_grpo_gradient_equals_seeds_formula():
 def test_kl_metric_and_beta_zero_needs_no_reference():
     torch.manual_seed(0)
     logp, ref, mask = -torch.rand(2, 3), -torch.rand(2, 3), torch.tensor([[1.0, 1, 0], [1, 1, 1]])
-    _, m = policy_loss(logp, None, torch.ones(2), mask, ref, **GRPO)
+    _, m = policy_loss(logp, None, torch.ones(2), mask, ref, settings=GRPO)
     torch.testing.assert_close(m["kl"], (kl_penalty(logp, ref, "k3") * mask).sum() / 5)
-    loss, m = policy_loss(logp, None, torch.ones(2), mask, **NO_KL)  # no ref at all
+    loss, m = policy_loss(logp, None, torch.ones(2), mask, settings=NO_KL)  # no ref at all
     assert "kl" not in m and is_finite_loss(loss)
     with pytest.raises(ValueError, match="ref_logp"):
-        policy_loss(logp, None, torch.ones(2), mask, **GRPO)
+        policy_loss(logp, None, torch.ones(2), mask, settings=GRPO)
 
 
 def test_kl_term_adds_beta_times_kl():
     torch.manual_seed(0)
     logp, ref, mask, adv = -torch.rand(3, 4), -torch.rand(3, 4), torch.ones(3, 4), torch.randn(3)
-    with_kl, m = policy_loss(logp, None, adv, mask, ref, **GRPO)
-    without, _ = policy_loss(logp, None, adv, mask, ref, **NO_KL)
+    with_kl, m = policy_loss(logp, None, adv, mask, ref, settings=GRPO)
+    without, _ = policy_loss(logp, None, adv, mask, ref, settings=NO_KL)
     torch.testing.assert_close(with_kl - without, 0.04 * m["kl"])
 
 
 def test_entropy_bonus():
     torch.manual_seed(0)
     logp, ent, mask, adv = -torch.rand(2, 3), torch.rand(2, 3).requires_grad_(), torch.ones(2, 3), torch.randn(2)
-    base, m = policy_loss(logp, None, adv, mask, entropy=ent, **NO_KL)
+    base, m = policy_loss(logp, None, adv, mask, entropy=ent, settings=NO_KL)
     torch.testing.assert_close(m["entropy"], ent.detach().mean())
-    bonus, _ = policy_loss(logp, None, adv, mask, entropy=ent, entropy_coef=0.01, **NO_KL)
+    bonus, _ = policy_loss(logp, None, adv, mask, entropy=ent, settings=replace(NO_KL, entropy_coef=0.01))
     torch.testing.assert_close(bonus, base - 0.01 * ent.detach().mean())
     bonus.backward()
     torch.testing.assert_close(ent.grad, torch.full((2, 3), -0.01 / 6))
     with pytest.raises(ValueError, match="entropy"):
-        policy_loss(logp, None, adv, mask, entropy_coef=0.1, **NO_KL)
+        policy_loss(logp, None, adv, mask, settings=replace(NO_KL, entropy_coef=0.1))
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean", "seq_sum_norm"])
@@ -139,7 +143,7 @@ def test_garbage_in_padding_does_not_leak(aggregation):
     ref = torch.full((2, 3), float("nan"))
     ref[mask] = -0.7
     loss, m = policy_loss(logp, logp.detach() - 0.1, torch.tensor([1.0, -1.0]), mask, ref,
-                          **dict(GRPO, aggregation=aggregation))
+                          settings=replace(GRPO, aggregation=aggregation))
     loss.backward()
     assert is_finite_loss(loss) and torch.isfinite(logp.grad).all()
     assert all(is_finite_loss(v) for v in m.values())
@@ -148,7 +152,7 @@ def test_garbage_in_padding_does_not_leak(aggregation):
 
 def test_bf16_inputs_give_fp32_loss():
     logp = torch.full((2, 3), -0.5, dtype=torch.bfloat16, requires_grad=True)
-    loss, _ = policy_loss(logp, None, torch.ones(2), torch.ones(2, 3), **NO_KL)
+    loss, _ = policy_loss(logp, None, torch.ones(2), torch.ones(2, 3), settings=NO_KL)
     assert loss.dtype == torch.float32
     loss.backward()
     assert logp.grad.dtype == torch.bfloat16
@@ -156,7 +160,7 @@ def test_bf16_inputs_give_fp32_loss():
 
 def test_token_level_advantages_accepted():
     logp = -torch.rand(2, 3)
-    loss, _ = policy_loss(logp, None, torch.ones(2, 3) * 2, torch.ones(2, 3), **NO_KL)
+    loss, _ = policy_loss(logp, None, torch.ones(2, 3) * 2, torch.ones(2, 3), settings=NO_KL)
     torch.testing.assert_close(loss, torch.tensor(-2.0))
 
 
@@ -169,15 +173,14 @@ def test_nan_detection():
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean", "seq_sum_norm"])
 def test_empty_batch_gives_zero_loss(aggregation):
-    loss, _ = policy_loss(torch.zeros(0, 4), None, torch.zeros(0), torch.zeros(0, 4), **dict(NO_KL, aggregation=aggregation))
+    loss, _ = policy_loss(torch.zeros(0, 4), None, torch.zeros(0), torch.zeros(0, 4), settings=replace(NO_KL, aggregation=aggregation))
     assert loss.item() == 0.0
     mask = torch.zeros(2, 3)  # a padding-only micro-batch
     loss, _ = policy_loss(-torch.rand(2, 3), None, torch.ones(2), mask, total_tokens=0, total_seqs=0,
-                          **dict(NO_KL, aggregation=aggregation))
+                          settings=replace(NO_KL, aggregation=aggregation))
     assert loss.item() == 0.0
 
 
-GRPO_KW = dict(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean")
 
 
 def test_rollout_gap_is_reported_and_tis_weights_the_surrogate_by_hand():
@@ -187,21 +190,21 @@ def test_rollout_gap_is_reported_and_tis_weights_the_surrogate_by_hand():
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     adv = torch.tensor([1.0])
 
-    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, **GRPO_KW)
+    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, settings=NO_KL)
     assert metrics["rollout_logprob_gap"].item() == pytest.approx(0.25)
     assert loss.item() == pytest.approx(-1.0) and "tis_weight_mean" not in metrics  # off: reported only
 
-    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, tis_cap=2.0, **GRPO_KW)
+    loss, metrics = policy_loss(logp, None, adv, mask, rollout_logp=rollout, settings=replace(NO_KL, tis_cap=2.0))
     w0 = math.exp(0.5)  # below the cap
     assert loss.item() == pytest.approx(-(w0 + 1.0) / 2)
     assert metrics["tis_weight_mean"].item() == pytest.approx((w0 + 1.0) / 2)
     loss.backward()
     assert logp.grad[0].tolist() == pytest.approx([-w0 / 2, -0.5, 0.0])  # weights are constants
 
-    loss, _ = policy_loss(logp.detach(), None, adv, mask, rollout_logp=rollout, tis_cap=1.2, **GRPO_KW)
+    loss, _ = policy_loss(logp.detach(), None, adv, mask, rollout_logp=rollout, settings=replace(NO_KL, tis_cap=1.2))
     assert loss.item() == pytest.approx(-(1.2 + 1.0) / 2)  # truncated at the cap
 
 
 def test_tis_needs_the_engines_logprobs():
     with pytest.raises(ValueError, match="rollout_logp"):
-        policy_loss(torch.zeros(1, 2), None, torch.ones(1), torch.ones(1, 2), tis_cap=2.0, **GRPO_KW)
+        policy_loss(torch.zeros(1, 2), None, torch.ones(1), torch.ones(1, 2), settings=replace(NO_KL, tis_cap=2.0))
