@@ -1,12 +1,14 @@
 """Benchmarks that run real launches and read back what they wrote.
 
-    python -m rft.bench rl   [--sizes tiny bench] [--engines vllm hf] [--steps N] [--out DIR]
+    python -m rft.bench rl   [--sizes tiny bench] [--engines vllm hf] [--steps N] [--peer trl] [--out DIR]
     python -m rft.bench demo [--seeds 0 1 2] [--out DIR]
 
 `rl` (rft.bench.rl) measures the GRPO loop: rollout tokens/s with the vLLM and HF engines side by
 side, the per-step time breakdown and weight-sync MB/s, for the ~0.8 M tiny model and the ~44 M
-`bench` build at G = 8. `demo` (rft.bench.demo) runs the embedded default (`python -m rft.launch`
-with no arguments) over several seeds and tabulates format rate and ID/OOD accuracy after SFT and
+`bench` build at G = 8, with each actor's peak memory, the learner's MFU and the orchestration
+share of a step; `--peer trl` adds TRL's GRPOTrainer on the same run (rft.bench.peer_trl, extra
+`bench`) and rft's speed-up over it (last committed run: rft/bench/results/). `demo`
+(rft.bench.demo) runs the embedded default (`python -m rft.launch` with no arguments) over several seeds and tabulates format rate and ID/OOD accuracy after SFT and
 after RL. Both start every run as its own `python -m rft.launch` subprocess with an explicit
 `hydra.run.dir` (rft.bench.runs), so a run is exactly what a user would launch, and both write
 JSON beside the printed table.
