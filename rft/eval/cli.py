@@ -48,7 +48,6 @@ from rft.eval.runner import (
     items_kwargs,
     limited,
     prediction_rows,
-    prompt_style,
     records_kwargs,
     result_rows,
     split_metrics,
@@ -79,7 +78,7 @@ class EvalPlan:
 
 def plan_eval(cfg: DictConfig) -> EvalPlan:
     """Targets, records and settings, with every check that needs no actor."""
-    from rft.tasks.prompting import task_for
+    from rft.tasks.prompting import Purpose, prompt_style, task_for
 
     targets = eval_targets(cfg)
     splits, source = eval_records(cfg)
@@ -88,7 +87,7 @@ def plan_eval(cfg: DictConfig) -> EvalPlan:
     if batch_size < 1:
         raise ConfigError("eval.batch_size: must be >= 1")
     kwargs = {split: records_kwargs(task, records, cfg.model) for split, records in splits.items()}
-    return EvalPlan(task, targets, splits, kwargs, prompt_style(cfg), eval_sampling(cfg, cfg.trainer.seed), batch_size, source)
+    return EvalPlan(task, targets, splits, kwargs, prompt_style(cfg.stage.name, Purpose.eval, cfg), eval_sampling(cfg, cfg.trainer.seed), batch_size, source)
 
 
 def eval_records(cfg: DictConfig) -> tuple[dict[str, list[Record]], str]:

@@ -23,22 +23,9 @@ from omegaconf import DictConfig
 from rft.data.records import Record
 from rft.types import PromptItem, SamplingSettings
 
-# eval.prompt -> the task's prompt style; `auto` follows the stage's training format.
-PROMPT_STYLE = {"zero_shot": "zero_shot", "cot": "rl", "ans": "ans_sft"}
 SPLITS = ("id", "ood", "train")
 ALL = "all"  # the subset label of a whole split
 RESULT_KEYS = ("task", "model", "checkpoint", "step", "split", "subset", "score", "n", "n_unparsed", "format")
-
-
-def _value(x: Any) -> str:
-    return str(getattr(x, "value", x))
-
-
-def prompt_style(cfg: DictConfig) -> str:
-    choice = _value(cfg.eval.prompt)
-    if choice != "auto":
-        return PROMPT_STYLE[choice]
-    return "ans_sft" if _value(cfg.stage.name) == "ans_sft" else "rl"
 
 
 def eval_sampling(cfg: DictConfig, seed: int) -> SamplingSettings:
@@ -139,10 +126,10 @@ def split_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate_records(cfg: DictConfig, task, processor, rollout, records: list, split: str, seed: int = 0, label: dict[str, Any] | None = None):
     """Generate and score one split: (result rows, prediction rows)."""
-    from rft.tasks.prompting import prompt_items
+    from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 
     label = {**(label or {}), "split": split}
-    items = prompt_items(task, processor, records, prompt_style(cfg), cfg.model)
+    items = prompt_items(task, processor, records, prompt_style(cfg.stage.name, Purpose.eval, cfg), cfg.model)
     texts = generate_texts(rollout, items, eval_sampling(cfg, seed))
     result, rows = result_rows(task, records, texts, items_kwargs(items), label)
     return rows, prediction_rows(records, items, texts, result, label)

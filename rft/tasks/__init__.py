@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rft.tasks.base import SFT_STYLES, STYLES, EvalResult, Task
+from rft.tasks.base import SFT_STYLES, EvalResult, PromptStyle, Task
 from rft.tasks.classification import ClassificationTask
 from rft.tasks.counting import CountingTask
 from rft.tasks.detection import DetectionTask
@@ -50,7 +50,7 @@ def vocabulary_corpus() -> list[str]:
 
 __all__ = [
     "SFT_STYLES",
-    "STYLES",
+    "PromptStyle",
     "TASKS",
     "TASK_NAMES",
     "EvalResult",

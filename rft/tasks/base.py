@@ -16,13 +16,27 @@ A task scores its evaluation on the 0–100 scale the papers report. Subclasses 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar, Sequence
 
 from rft.data.records import Record
 from rft.rewards.common import answer_span
 
-STYLES: tuple[str, ...] = ("rl", "cot_sft", "ans_sft", "zero_shot")
-SFT_STYLES: tuple[str, ...] = ("cot_sft", "ans_sft")
+
+
+class PromptStyle(StrEnum):
+    """The one vocabulary of prompts a model sees, in training and in evaluation (the config's
+    `sft.prompt` and `eval.prompt` take these values; `rft.tasks.prompting.prompt_style` picks one
+    for a stage). A `StrEnum`, so a member equals and formats as its plain string."""
+
+    rl = "rl"
+    cot_sft = "cot_sft"
+    ans_sft = "ans_sft"
+    zero_shot = "zero_shot"
+
+
+# The styles with an SFT target (the assistant turn SFT trains on).
+SFT_STYLES: tuple[PromptStyle, ...] = (PromptStyle.cot_sft, PromptStyle.ans_sft)
 
 
 @dataclass
@@ -56,9 +70,12 @@ def cot_sft_target(cot: str, answer: str) -> str:
     return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
 
 
-def check_style(style: str) -> None:
-    if style not in STYLES:
-        raise ValueError(f"unknown prompt style {style!r}; valid styles: {', '.join(STYLES)}")
+def check_style(style: str) -> PromptStyle:
+    """`style` as a PromptStyle; ValueError naming the valid styles otherwise."""
+    try:
+        return PromptStyle(style)
+    except ValueError:
+        raise ValueError(f"unknown prompt style {style!r}; valid styles: {', '.join(PromptStyle)}") from None
 
 
 def summarize(per_item: list[float], parsed: list[str | None]) -> dict[str, float]:
@@ -88,8 +105,8 @@ class Task:
         """What kind of answer to write, e.g. "(number)"."""
         return self.answer_hint
 
-    def user_prompt(self, record: Record, style: str = "rl") -> str:
-        check_style(style)
+    def user_prompt(self, record: Record, style: PromptStyle = PromptStyle.rl) -> str:
+        style = check_style(style)
         if record.meta.get("full_prompt"):
             return record.problem
         return getattr(self, f"{style}_prompt")(record)
@@ -112,15 +129,15 @@ class Task:
     def zero_shot_prompt(self, record: Record) -> str:
         return f"{self.question(record)}\nGive the {final_answer(self.hint(record))}."
 
-    def messages(self, record: Record, style: str = "rl") -> list[dict[str, Any]]:
+    def messages(self, record: Record, style: PromptStyle = PromptStyle.rl) -> list[dict[str, Any]]:
         """The user turn in the HF multimodal chat format, one image slot per image."""
         content: list[dict[str, Any]] = [{"type": "image"} for _ in record.images]
         content.append({"type": "text", "text": self.user_prompt(record, style)})
         return [{"role": "user", "content": content}]
 
-    def sft_target(self, record: Record, style: str) -> str:
+    def sft_target(self, record: Record, style: PromptStyle) -> str:
         """The assistant turn an SFT style trains on."""
-        check_style(style)
+        style = check_style(style)
         if style == "ans_sft":
             return record.answer
         if style == "cot_sft":
@@ -191,7 +208,7 @@ class Task:
         """Representative texts of this task: prompts of every style, targets, answers."""
         texts: list[str] = []
         for record in self.examples:
-            texts.extend(self.user_prompt(record, style) for style in STYLES)
+            texts.extend(self.user_prompt(record, style) for style in PromptStyle)
             texts.append(record.answer)
             texts.append(self.sft_target(record, "ans_sft"))
             texts.append(cot_sft_target(record.cot or "Let me look at the image.", record.answer))

@@ -31,11 +31,12 @@ from typing import Any, Sequence
 from rft.data import writers
 from rft.data.readers import DataError, load_records
 from rft.data.records import Record
-from rft.tasks import get_task
+from rft.tasks import PromptStyle, get_task
 
 log = logging.getLogger(__name__)
 
-STYLES = ("ans_sft", "cot_sft", "rl")
+# The prompt styles a training file can be written in.
+STYLES = (PromptStyle.ans_sft, PromptStyle.cot_sft, PromptStyle.rl)
 
 
 def convert_records(
@@ -50,7 +51,7 @@ def convert_records(
     if style == "rl":
         return [writers.rl_item(r, image_root, extras=not strict) for r in records]
     if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if task is None:
         raise ValueError(f"{style} needs a task (its prompt template): pass --task")
     if style == "cot_sft":

@@ -1,21 +1,49 @@
 """From dataset records to `PromptItem`s: the configured task, its prompt in a style, rendered
 through the model's chat template, with the per-item reward extras (box convention, image size).
 
-The trainers and the evaluation build every prompt through `prompt_items`, so a model sees the
-same text in training and in evaluation.
+The trainers and the evaluation build every prompt through `prompt_items`, and pick its style
+with `prompt_style`, so a model sees the same text in training and in evaluation:
+
+| stage                 | train                       | eval (`eval.prompt=auto`) |
+|-----------------------|-----------------------------|---------------------------|
+| ans_sft               | ans_sft                     | ans_sft                   |
+| cot_sft               | `sft.prompt` (default rl)   | `sft.prompt`              |
+| rl, zero, reason_rft  | rl                          | rl                        |
+
+(reason_rft's stage 1 trains as cot_sft; its final model comes out of RL.) An `eval.prompt`
+other than `auto` is the evaluation's style whatever the stage.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from omegaconf import DictConfig
 
 from rft.data.records import Record
+from rft.tasks.base import PromptStyle
 from rft.types import PromptItem
 
-# Stage -> the prompt style of its training data.
-TRAIN_STYLE = {"ans_sft": "ans_sft", "cot_sft": "cot_sft", "rl": "rl", "zero": "rl"}
+
+class Purpose(StrEnum):
+    train = "train"
+    eval = "eval"
+
+
+AUTO = "auto"  # eval.prompt: the style the stage trains on
+
+
+def prompt_style(stage: str, purpose: Purpose, cfg: DictConfig) -> PromptStyle:
+    """The prompt style a model sees in `stage` (a `stage.name`; `cot_sft` for reason_rft's
+    stage 1) for `purpose`, with `cfg.sft.prompt` and `cfg.eval.prompt` (see the table above)."""
+    if purpose == Purpose.eval and cfg.eval.prompt != AUTO:
+        return PromptStyle(cfg.eval.prompt)  # EvalPrompt (auto + the styles) to the style
+    if stage == "ans_sft":
+        return PromptStyle.ans_sft
+    if stage == "cot_sft":
+        return cfg.sft.prompt
+    return PromptStyle.rl
 
 BOX_TASKS = ("detection", "grounding")
 
@@ -55,7 +83,7 @@ def reward_kwargs_for(task, record: Record, model_cfg: DictConfig) -> dict[str, 
     return {key: values[0] for key, values in extras.items()}
 
 
-def prompt_items(task, processor, records: list[Record], style: str, model_cfg: DictConfig) -> list[PromptItem]:
+def prompt_items(task, processor, records: list[Record], style: PromptStyle, model_cfg: DictConfig) -> list[PromptItem]:
     """One `PromptItem` per record, group = its index, the prompt in `style`."""
     items = []
     for group, record in enumerate(records):

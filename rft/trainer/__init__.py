@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from rft.config import enum_value
 from rft.data.splits import DataSplits, load_data
 from rft.models.loading import resolve_model_path
-from rft.tasks.prompting import TRAIN_STYLE
+from rft.tasks import PromptStyle
 
 log = logging.getLogger("rft")
 RESULT_FILE = "result.json"
@@ -54,7 +54,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | None:
     print_summary(cfg, model_path, data, run_dir)
     stage = enum_value(cfg.stage.name)
     if stage in ("ans_sft", "cot_sft"):
-        result = run_sft(cfg, run_dir, model_path, data.train, TRAIN_STYLE[stage])
+        result = run_sft(cfg, run_dir, model_path, data.train, PromptStyle(stage))
     elif stage in ("rl", "zero"):
         result = run_rl(cfg, run_dir, model_path, data)
     else:
@@ -66,7 +66,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | None:
     return result.get("final_metric")
 
 
-def run_sft(cfg: DictConfig, run_dir: Path, model_path: str, records, style: str, parent_run_id: str | None = None) -> dict[str, Any]:
+def run_sft(cfg: DictConfig, run_dir: Path, model_path: str, records, style: PromptStyle, parent_run_id: str | None = None) -> dict[str, Any]:
     from rft.trainer.sft import SFTTrainer
 
     trainer = SFTTrainer(cfg, run_dir, model_path, records, style, run_name=f"{style}", parent_run_id=parent_run_id)

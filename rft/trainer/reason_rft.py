@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from rft.trainer import RESULT_FILE, run_rl, run_sft, write_result
 from rft.data.splits import DataSplits
+from rft.tasks import PromptStyle
 from rft.tracking import make_tracker
 
 
@@ -54,7 +55,7 @@ def run_reason_rft(cfg: DictConfig, run_dir: Path, model_path: str, data: DataSp
         if (stage1_dir / RESULT_FILE).exists():
             stage1 = json.loads((stage1_dir / RESULT_FILE).read_text())
         else:
-            stage1 = run_sft(cfg, stage1_dir, model_path, stage1_records, "cot_sft", parent_run_id=parent.mlflow_run_id)
+            stage1 = run_sft(cfg, stage1_dir, model_path, stage1_records, PromptStyle.cot_sft, parent_run_id=parent.mlflow_run_id)
             write_result(stage1_dir, stage1)
         sft_model = stage_one_model(stage1_dir)
         stage2_data = dataclasses.replace(data, train=stage2_records)

@@ -33,7 +33,7 @@ from rft.types import Completion, PromptItem, SamplingSettings
 from rft.trainer import checkpoint as ckpt
 from rft.config import enum_value
 from rft.data.splits import DataSplits
-from rft.tasks.prompting import TRAIN_STYLE, prompt_items, task_for
+from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
 from rft.tracking import make_tracker
 from rft.trainer.sampler import EpochSampler
 from rft.placement.workers import Workers, engine_settings, learner_settings, start_workers
@@ -149,7 +149,7 @@ class RLTrainer:
     # ---- one step -----------------------------------------------------------------------------
     def _generate(self, count: int, group_offset: int) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
         records = self.sampler.take(count)
-        items = prompt_items(self.task, self.processor, records, TRAIN_STYLE["rl"], self.cfg.model)
+        items = prompt_items(self.task, self.processor, records, prompt_style(self.cfg.stage.name, Purpose.train, self.cfg), self.cfg.model)
         for item in items:
             item.group += group_offset
         self.sampling.seed = self.cfg.trainer.seed * 100003 + self.step * 101 + group_offset

@@ -22,7 +22,8 @@ from rft.errors import UserError
 from rft.types import TrainSample
 from rft.trainer import checkpoint as ckpt
 from rft.config import enum_value
-from rft.tasks.prompting import prompt_items, task_for
+from rft.tasks import PromptStyle
+from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
 from rft.tracking import make_tracker
 from rft.trainer.sampler import EpochSampler
 from rft.placement.workers import Workers, learner_settings, start_workers
@@ -35,7 +36,7 @@ class SFTDataError(UserError, ValueError):
     """Too many records cannot be used for this SFT stage."""
 
 
-def usable_records(task, records: list[Record], style: str, max_bad_fraction: float) -> tuple[list[Record], dict[str, int]]:
+def usable_records(task, records: list[Record], style: PromptStyle, max_bad_fraction: float) -> tuple[list[Record], dict[str, int]]:
     """Records that have an SFT target for `style`; the rest are counted by reason."""
     kept, skipped, examples = [], {}, []
     for record in records:
@@ -58,7 +59,7 @@ def usable_records(task, records: list[Record], style: str, max_bad_fraction: fl
 
 
 class SFTTrainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, records: list[Record], style: str, *, run_name: str = "sft", parent_run_id: str | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, records: list[Record], style: PromptStyle, *, run_name: str = "sft", parent_run_id: str | None = None):
         from rft.models.loading import load_processor
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -97,9 +98,9 @@ class SFTTrainer:
             log.info("resumed SFT from %s at step %d", resume_from, self.step)
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
 
-    def prompt_style(self) -> str:
-        """COT-SFT trains on the RL prompt unless `sft.prompt=sft`; ANS-SFT on its own prompt."""
-        return "rl" if self.style == "cot_sft" and self.cfg.sft.prompt == "rl" else self.style
+    def prompt_style(self) -> PromptStyle:
+        """COT-SFT trains on `sft.prompt` (the RL prompt by default); ANS-SFT on its own prompt."""
+        return prompt_style(self.style, Purpose.train, self.cfg)
 
     def samples(self, records: list[Record]) -> list[TrainSample]:
         tokenizer = self.processor.tokenizer

@@ -8,7 +8,7 @@ import pytest
 
 from rft.data.records import Record
 from rft.rewards import REWARD_NAMES, REWARD_RANGES, get_reward
-from rft.tasks import STYLES, TASK_NAMES, get_task, vocabulary_corpus
+from rft.tasks import TASK_NAMES, PromptStyle, get_task, vocabulary_corpus
 
 THINK = "<think> </think>"
 ANSWER = "<answer> </answer>"
@@ -39,7 +39,7 @@ def test_default_rewards(name: str, rewards: set[str]) -> None:
 
 
 @pytest.mark.parametrize("name,record", ALL_EXAMPLES, ids=lambda x: getattr(x, "id", x))
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", list(PromptStyle))
 def test_every_style_renders(name: str, record: Record, style: str) -> None:
     task = get_task(name)
     prompt = task.user_prompt(record, style)
@@ -86,7 +86,7 @@ def test_structure_prompts_follow_the_subset() -> None:
 def test_spatial_prompt_holds_the_rules() -> None:
     task = get_task("spatial")
     example = task.examples[0]
-    for style in STYLES:
+    for style in PromptStyle:
         prompt = task.user_prompt(example, style)
         assert "('object_id', 'shape', 'size', 'color', 'material')" in prompt
         assert "change_position: front, behind, left, right, front_left, front_right" in prompt
@@ -124,7 +124,7 @@ def test_detection_and_grounding_prompts() -> None:
     assert '"the red mug"' in get_task("grounding").user_prompt(ground, "ans_sft")
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", list(PromptStyle))
 def test_full_prompt_records_are_not_wrapped(style: str) -> None:
     full = record("<whole prompt from the data set>", full_prompt=True, category="dog")
     for name in TASK_NAMES:
