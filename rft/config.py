@@ -7,26 +7,44 @@ span several keys live in `validate()`, which `rft.launch` runs before Ray start
 
 No `_target_` is ever instantiated: configuration selects project code by name (task, reward,
 algorithm, engine), so a YAML file or an override cannot import arbitrary code.
+
+Typed once, at the entry points. `rft.launch`, `rft.eval` and the jobs CLI compose through Hydra
+against this schema, and the result stays a structured `DictConfig`: every choice is an Enum
+member from then on, so no code below converts or compares spellings. We keep the DictConfig
+rather than `OmegaConf.to_object` because it stays typed after composition (an assignment or
+merge is validated against the schema, naming the key), keeps interpolations (`outputs_root`)
+and is what Hydra, the sweeper and the saved `.hydra/config.yaml` work with. Every choice is a
+`StrEnum`, so a member formats as, and compares equal to, its plain string: logs, file names and
+comparisons with literals need no helper. Choices that name things a lower layer owns take that
+layer's Enum (`PromptStyle` from rft.tasks, the algorithm's from rft.algo, `DataFormat` from
+rft.data), so each vocabulary is written once.
+
+Defaults: the YAML files under `conf/` and the defaults here are the only ones. The settings
+objects the engines take (`AlgoSettings`, `LearnerSettings`, `EngineSettings`) are built from
+their config sections by one constructor each and have no defaults of their own.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rft.algo.config import Advantage, Aggregation, AlgoName, KLEstimator
+from rft.data.readers import DataFormat
 from rft.errors import UserError
+from rft.tasks.base import PromptStyle
 
 
 class ConfigError(UserError, ValueError):
     """A configuration that composes but cannot run; the message names the key."""
 
 
-class StageName(str, Enum):
+class StageName(StrEnum):
     ans_sft = "ans_sft"
     cot_sft = "cot_sft"
     rl = "rl"
@@ -34,12 +52,12 @@ class StageName(str, Enum):
     reason_rft = "reason_rft"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     vllm = "vllm"
     hf = "hf"
 
 
-class WeightSync(str, Enum):
+class WeightSync(StrEnum):
     auto = "auto"  # on GPU vLLM engines: ipc when colocated, else nccl; folder otherwise
     folder = "folder"  # safetensors folder in shared memory, reloaded by each engine
     gloo = "gloo"  # streamed through vLLM's weight-transfer API over gloo (CPU, across nodes)
@@ -47,54 +65,64 @@ class WeightSync(str, Enum):
     ipc = "ipc"  # vLLM's weight-transfer API over CUDA IPC (GPU, colocated: shared GPUs)
 
 
-class Arch(str, Enum):
+class Arch(StrEnum):
     qwen2vl = "qwen2vl"
     qwen25vl = "qwen25vl"
 
 
-class BoxFormat(str, Enum):
+class BoxFormat(StrEnum):
     norm1000 = "norm1000"  # Qwen2-VL: 0-1000 normalised
     abs = "abs"  # Qwen2.5-VL: absolute pixels of the resized image
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
     auto = "auto"  # bfloat16 on GPU, float32 on CPU
 
 
-class Attention(str, Enum):
+class Attention(StrEnum):
     sdpa = "sdpa"
     eager = "eager"
     flash_attention_2 = "flash_attention_2"
 
 
-class PromptStyle(str, Enum):
-    auto = "auto"  # follows the stage: ans for ans_sft, cot otherwise
-    zero_shot = "zero_shot"
-    cot = "cot"
-    ans = "ans"
+# eval.prompt: `auto` (the prompt the stage trains on, see rft.tasks.prompting.prompt_style) or
+# one of the task's prompt styles; derived from PromptStyle so there is one vocabulary.
+EvalPrompt = StrEnum("EvalPrompt", {"auto": "auto", **{style.name: style.value for style in PromptStyle}})
 
 
-class KLEstimator(str, Enum):
-    k1 = "k1"
-    k2 = "k2"
-    k3 = "k3"
+class Scheduler(StrEnum):
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
 
 
-class Aggregation(str, Enum):
-    seq_mean_token_mean = "seq_mean_token_mean"  # GRPO as the seeds run it
-    token_mean = "token_mean"  # DAPO
-    seq_sum_norm = "seq_sum_norm"  # Dr.GRPO
+class DistBackend(StrEnum):
+    auto = "auto"  # nccl on GPU, gloo on CPU
+    nccl = "nccl"
+    gloo = "gloo"
 
 
-class Advantage(str, Enum):
-    grpo = "grpo"
-    dr_grpo = "dr_grpo"
+class RLData(StrEnum):
+    rest = "rest"  # reason_rft stage 2 trains on the records stage 1 did not use
+    all = "all"
 
 
-class ResumeMode(str, Enum):
+class Sink(StrEnum):
+    jsonl = "jsonl"
+    mlflow = "mlflow"
+    wandb = "wandb"
+
+
+class WandbMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class ResumeMode(StrEnum):
     auto = "auto"  # continue from the latest checkpoint of this run folder, if any
     never = "never"
 
@@ -112,7 +140,7 @@ class DataConfig:
     test_id: str | None = None
     test_ood: str | None = None
     image_root: str | None = None  # default: the folder of each data file
-    format: str = "auto"  # auto | meta_json | jsonl | hf_disk | sharegpt
+    format: DataFormat = DataFormat.auto
     max_bad_fraction: float = 0.05
     synth_n_train: int = 2000
     synth_n_test: int = 200
@@ -139,13 +167,13 @@ class ModelConfig:
 class StageConfig:
     name: StageName = MISSING
     sft_samples: int = 1600  # reason_rft: records for stage 1 (COT-SFT)
-    rl_data: str = "rest"  # reason_rft stage 2: rest | all
+    rl_data: RLData = RLData.rest
 
 
 @dataclass
 class SFTConfig:
     lr: float = 1e-5
-    scheduler: str = "cosine"
+    scheduler: Scheduler = Scheduler.cosine
     warmup_steps: int = 100
     weight_decay: float = 0.1
     batch_size: int = 8
@@ -154,9 +182,9 @@ class SFTConfig:
     eval_fraction: float = 0.05  # held-out share of the SFT data for loss
     max_grad_norm: float = 1.0
     # The user prompt COT-SFT trains on: `rl`, the RL stage's own prompt (so stage 2 of
-    # reason_rft starts from a model that already answers it in format), or `sft`, the task's
+    # reason_rft starts from a model that already answers it in format), or `cot_sft`, the task's
     # separate COT-SFT wording. Small models do not carry a format across prompt wordings.
-    prompt: str = "rl"
+    prompt: PromptStyle = PromptStyle.rl
 
 
 @dataclass
@@ -169,10 +197,10 @@ class RewardConfig:
 
 @dataclass
 class AlgoConfig:
-    name: str = "grpo"
+    name: AlgoName = AlgoName.grpo
     num_generations: int = 8
     lr: float = 1e-6
-    lr_scheduler: str = "linear"
+    lr_scheduler: Scheduler = Scheduler.linear
     warmup_steps: int = 0
     weight_decay: float = 0.0
     beta: float = 0.04
@@ -214,7 +242,7 @@ class LearnerConfig:
     micro_batch_tokens: int = 8192
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    backend: DistBackend = DistBackend.auto
     max_bad_updates: int = 3  # NaN/inf updates in a row before the run stops
 
 
@@ -243,17 +271,17 @@ class ClusterConfig:
 
 @dataclass
 class TrackingConfig:
-    sinks: list[str] = field(default_factory=lambda: ["jsonl", "mlflow"])
+    sinks: list[Sink] = field(default_factory=lambda: [Sink.jsonl, Sink.mlflow])
     mlflow_uri: str | None = None  # null: sqlite:///<outputs_root>/mlflow.db
     experiment: str = "rft"
     wandb_project: str = "rft"
-    wandb_mode: str = "offline"
+    wandb_mode: WandbMode = WandbMode.offline
 
 
 @dataclass
 class EvalConfig:
     splits: list[str] = field(default_factory=lambda: ["id", "ood"])
-    prompt: PromptStyle = PromptStyle.auto
+    prompt: EvalPrompt = EvalPrompt.auto
     temperature: float = 0.1
     top_p: float = 0.9
     top_k: int = 50
@@ -334,14 +362,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.max_steps >= 1, "trainer.max_steps", "must be >= 1")
     _require(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step", "must be >= 1")
     _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
-    _require(cfg.stage.rl_data in ("rest", "all"), "stage.rl_data", "must be 'rest' or 'all'")
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
-    _require(cfg.sft.prompt in ("rl", "sft"), "sft.prompt", "must be 'rl' or 'sft'")
-    _require(cfg.sft.scheduler in ("cosine", "linear", "constant"), "sft.scheduler", "must be cosine, linear or constant")
-    _require(cfg.algo.lr_scheduler in ("cosine", "linear", "constant"), "algo.lr_scheduler", "must be cosine, linear or constant")
     _validate_weight_sync(cfg)
-    for sink in cfg.tracking.sinks:
-        _require(sink in ("jsonl", "mlflow", "wandb"), "tracking.sinks", f"unknown sink {sink!r}; valid: jsonl, mlflow, wandb")
 
 
 def _on_gpus(cfg: DictConfig) -> bool:
@@ -372,7 +394,3 @@ def weight_sync_mode(cfg: DictConfig) -> str:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved configuration as plain Python values (Enums as their names)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
-
-
-def enum_value(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value

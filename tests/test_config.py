@@ -91,11 +91,51 @@ def test_unknown_key_names_the_key():
     assert "max_stpes" in str(err.value.__cause__)
 
 
-def test_enum_value_lists_choices():
+def test_enum_choice_lists_choices():
     with pytest.raises(ConfigCompositionException) as err:
         _compose(["rollout.engine=sglang"])
     cause = str(err.value.__cause__)
     assert "rollout.engine" in cause and "vllm" in cause and "hf" in cause
+
+
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        ("data.format=parquet", "data.format", "sharegpt"),
+        ("stage.rl_data=some", "stage.rl_data", "rest"),
+        ("sft.scheduler=step", "sft.scheduler", "cosine"),
+        ("algo.lr_scheduler=step", "algo.lr_scheduler", "constant"),
+        ("sft.prompt=sft", "sft.prompt", "cot_sft"),
+        ("eval.prompt=cot", "eval.prompt", "zero_shot"),
+        ("learner.backend=mpi", "learner.backend", "gloo"),
+        ("algo.name=ppo", "algo.name", "dapo"),
+        ("algo.aggregation=sum", "algo.aggregation", "token_mean"),
+        ("tracking.wandb_mode=cloud", "tracking.wandb_mode", "offline"),
+        ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks", "mlflow"),
+    ],
+)
+def test_bad_choice_is_rejected_at_composition_naming_the_key(override, key, valid):
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose([override])
+    cause = str(err.value.__cause__)
+    assert f"full_key: {key}" in cause and valid in cause
+
+
+def test_choices_are_str_enums_after_composition():
+    from enum import StrEnum
+
+    cfg = _compose([])
+    for key in ("stage.name", "data.format", "sft.prompt", "sft.scheduler", "algo.name", "algo.lr_scheduler",
+                "learner.backend", "tracking.wandb_mode", "eval.prompt", "model.dtype", "rollout.engine"):
+        value = OmegaConf.select(cfg, key)
+        assert isinstance(value, StrEnum) and str(value) == value.value, key
+    assert all(isinstance(sink, StrEnum) for sink in cfg.tracking.sinks)
+
+
+def test_no_enum_value_helper_survives():
+    import rft.config
+
+    assert not hasattr(rft.config, "enum_value")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +145,6 @@ def test_enum_value_lists_choices():
         ("algo.num_generations=1", "algo.num_generations"),
         ("+reward.weights.bogus=1.0", "reward.weights.bogus"),
         ("+model._target_=os.system", "model._target_"),
-        ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks"),
         ("rollout.weight_sync=nccl", "rollout.weight_sync"),  # no GPUs configured
         ("rollout.weight_sync=gloo rollout.engine=hf", "rollout.weight_sync"),
         ("rollout=gpu learner=gpu rollout.weight_sync=ipc", "rollout.weight_sync"),  # not colocated
@@ -115,23 +154,6 @@ def test_cross_key_validation_names_the_key(override, key):
     cfg = _compose(override.split())
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
-
-
-@pytest.mark.parametrize(
-    "overrides, mode",
-    [
-        ([], "folder"),
-        (["rollout=gpu", "learner=gpu"], "nccl"),
-        (["rollout=gpu", "learner=gpu", "cluster.colocate=true"], "ipc"),
-        (["rollout=gpu", "learner=gpu", "rollout.engine=hf"], "folder"),
-        (["rollout=gpu"], "folder"),  # learners on CPU: nothing to broadcast over NCCL
-        (["rollout.weight_sync=gloo"], "gloo"),
-    ],
-)
-def test_weight_sync_auto_is_nccl_only_on_gpus(overrides, mode):
-    from rft.config import weight_sync_mode
-
-    assert weight_sync_mode(_compose(overrides)) == mode
 
 
 def test_outputs_root_is_absolute(tmp_path, monkeypatch):

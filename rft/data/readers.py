@@ -38,6 +38,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -49,7 +50,20 @@ from rft.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "meta", "rl", "jsonl", "sharegpt", "hf")
+
+
+class DataFormat(StrEnum):
+    """`data.format` / `fmt=`: the layouts read here (see the module docstring)."""
+
+    auto = "auto"
+    meta = "meta"
+    rl = "rl"
+    jsonl = "jsonl"
+    sharegpt = "sharegpt"
+    hf = "hf"
+
+
+FORMATS = tuple(DataFormat)
 _META_KEYS = {"id", "image", "images", "problem", "answer", "solution", "cot"}
 _SHAREGPT_KEYS = {"id", "image", "images", "messages"}
 _IMAGE_MARKER = re.compile(r"<image>\n?")
@@ -106,7 +120,7 @@ def load_records(
 ) -> LoadResult:
     """Load `path` into records; see the module docstring for formats and the skip rules."""
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if check_images not in F.IMAGE_CHECKS:
         raise ValueError(f"check_images must be one of {F.IMAGE_CHECKS}, got {check_images!r}")
     path_str, split = _split_suffix(str(path), split)

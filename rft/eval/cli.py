@@ -142,15 +142,14 @@ def _check_ids(split: str, records: list[Record]) -> None:
 
 def settings_of(cfg: DictConfig, plan: EvalPlan) -> dict[str, Any]:
     """What the completions depend on; a resumed evaluation must match it."""
-    value = lambda x: getattr(x, "value", x)  # noqa: E731
     return {
         "task": cfg.task.name,
         "prompt_style": plan.style,
         "sampling": dataclasses.asdict(plan.sampling),
-        "engine": value(cfg.rollout.engine),
-        "dtype": value(cfg.model.dtype),
+        "engine": str(cfg.rollout.engine),
+        "dtype": str(cfg.model.dtype),
         "pixels": [cfg.model.min_pixels, cfg.model.max_pixels],
-        "box_format": value(cfg.model.box_format),
+        "box_format": str(cfg.model.box_format),
         "data": plan.source,
     }
 

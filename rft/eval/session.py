@@ -57,7 +57,7 @@ class EvalSession:
         from rft.placement.workers import engine_settings, start_workers
 
         self.close()
-        log.info("starting %d %s rollout actor(s) on %s", cfg.rollout.num_workers, getattr(cfg.rollout.engine, "value", cfg.rollout.engine), folder)
+        log.info("starting %d %s rollout actor(s) on %s", cfg.rollout.num_workers, cfg.rollout.engine, folder)
         self.processor = load_processor(folder, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
         self.workers = start_workers(cfg, learner=None, engine=engine_settings(cfg, folder, seed=cfg.trainer.seed))
         self.starts += 1

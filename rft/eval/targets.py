@@ -115,7 +115,7 @@ def _resolve(key: str, entry: str, arch_hint: str | None) -> str:
 
 def _arch_hint(cfg: DictConfig) -> str | None:
     arch = cfg.model.get("arch")
-    return None if arch is None else str(getattr(arch, "value", arch))
+    return None if arch is None else str(arch)
 
 
 def arch_key(folder: str) -> str:

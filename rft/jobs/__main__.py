@@ -84,9 +84,10 @@ def job_info(client, submission_id: str):
 
 def cmd_status(args, client) -> int:
     from rft.jobs.submit import job_result
+    from rft.jobs.sweep import status_name
 
     info = job_info(client, args.submission_id)
-    status = str(getattr(info.status, "value", info.status))
+    status = status_name(info.status)
     run_dir = (info.metadata or {}).get("rft_run_dir")
     print(f"{args.submission_id}: {status}" + (f" ({info.message})" if info.message else ""))
     if run_dir:

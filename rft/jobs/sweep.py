@@ -87,7 +87,8 @@ def first_line(message: str | None) -> str | None:
 
 
 def status_name(status: Any) -> str:
-    """A JobStatus (or its string) as its name, e.g. "RUNNING"."""
+    """Ray's JobStatus (a `(str, Enum)`, whose str() is "JobStatus.RUNNING") or its string, as
+    the plain name, e.g. "RUNNING". Ray's enum, not one of rft's StrEnum config choices."""
     return str(getattr(status, "value", status))
 
 

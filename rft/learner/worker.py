@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,29 +27,35 @@ from rft.algo.config import LossSettings
 from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
 from rft.tracking.stats import LEARNER_STATS, merge_stats
 
+if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
+    from rft.config import Attention, DistBackend, DType, Scheduler
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LearnerSettings:
+    """What a rank needs, built only by `rft.placement.workers.learner_settings` from the config
+    (no defaults here: the YAML files and the schema hold them)."""
+
     model_path: str
     min_pixels: int
     max_pixels: int
-    zero_stage: int = 3
-    dtype: str = "auto"
-    attn_implementation: str = "sdpa"
-    gradient_checkpointing: bool = False
-    freeze_vision: bool = True
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    total_steps: int = 1
-    max_grad_norm: float = 1.0
-    micro_batch_tokens: int = 8192
-    need_reference: bool = False
-    backend: str = "auto"
-    seed: int = 0
+    zero_stage: int
+    dtype: DType
+    attn_implementation: Attention
+    gradient_checkpointing: bool
+    freeze_vision: bool
+    lr: float
+    weight_decay: float
+    lr_scheduler: Scheduler
+    warmup_steps: int
+    total_steps: int
+    max_grad_norm: float
+    micro_batch_tokens: int
+    need_reference: bool
+    backend: DistBackend
+    seed: int
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):

@@ -46,19 +46,14 @@ class ModelNotFoundError(UserError, FileNotFoundError):
     """`model.path` names no usable model; the message is one line saying what to set."""
 
 
-def _value(x) -> str:
-    """Plain string of a str or a str-valued Enum (Hydra configs hold enums)."""
-    return str(getattr(x, "value", x))
-
-
 # ---------------------------------------------------------------------------------------------
 # resolving model.path
 
 
 def resolve_model_path(path: str, arch_hint: str | None = None, timeout: float = HUB_TIMEOUT_S) -> str:
     """A local folder, or a hub id the hub confirmed, for `path` (see the module docstring)."""
-    value = _value(path).strip()
-    hint = _value(arch_hint) if arch_hint is not None else None
+    value = str(path).strip()  # config choices are StrEnums: str() is their value
+    hint = str(arch_hint) if arch_hint is not None else None
     if value == "tiny" or value.startswith("tiny:"):
         return str(_resolve_tiny(value, hint))
     local = Path(value).expanduser()
@@ -176,7 +171,7 @@ def resolve_dtype(dtype: str = "float32"):
     """The torch dtype for `float32|bfloat16|float16|auto` (auto: bfloat16 on GPU, else float32)."""
     import torch
 
-    name = _value(dtype)
+    name = str(dtype)
     if name == "auto":
         name = "bfloat16" if torch.cuda.is_available() else "float32"
     if name not in ("float32", "bfloat16", "float16"):
@@ -198,7 +193,7 @@ def load_model(
     model = AutoModelForImageTextToText.from_pretrained(
         resolve_model_path(path, arch_hint),
         dtype=resolve_dtype(dtype),
-        attn_implementation=_value(attn_implementation),
+        attn_implementation=str(attn_implementation),
     )
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -18,7 +18,6 @@ from rft.learner.worker import LearnerSettings
 from rft.rollout.group import RolloutGroup
 from rft.rollout.worker import EngineSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
-from rft.config import enum_value
 
 
 def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: str = "folder") -> EngineSettings:
@@ -30,12 +29,12 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: st
 
         backend = vllm_backend(weight_sync)
     return EngineSettings(
-        engine=enum_value(cfg.rollout.engine),
+        engine=cfg.rollout.engine,
         model_path=model_path,
         min_pixels=cfg.model.min_pixels,
         max_pixels=cfg.model.max_pixels,
         max_model_len=cfg.rollout.max_model_len,
-        dtype=enum_value(cfg.model.dtype),
+        dtype=cfg.model.dtype,
         seed=seed,
         enforce_eager=cfg.rollout.enforce_eager,
         kv_cache_gb=cfg.rollout.kv_cache_gb,
@@ -46,14 +45,15 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: st
 
 
 def learner_settings(cfg: DictConfig, model_path: str, *, sft: bool, total_steps: int, need_reference: bool) -> LearnerSettings:
+    """The one constructor of `LearnerSettings`: optimizer settings from `sft` or `algo`."""
     optim = cfg.sft if sft else cfg.algo
     return LearnerSettings(
         model_path=model_path,
         min_pixels=cfg.model.min_pixels,
         max_pixels=cfg.model.max_pixels,
         zero_stage=cfg.learner.zero_stage,
-        dtype=enum_value(cfg.model.dtype),
-        attn_implementation=enum_value(cfg.model.attn_implementation),
+        dtype=cfg.model.dtype,
+        attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         freeze_vision=cfg.model.freeze_vision,
         lr=optim.lr,

@@ -11,28 +11,34 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rft.types import Completion, PromptItem, SamplingSettings
+
+if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
+    from rft.config import DType, Engine
 
 
 @dataclass
 class EngineSettings:
-    engine: str  # vllm | hf
+    """What a rollout actor's engine needs, built only by `rft.placement.workers.engine_settings`
+    from the config (no defaults here: the YAML files and the schema hold them)."""
+
+    engine: Engine
     model_path: str
     min_pixels: int
     max_pixels: int
-    max_model_len: int = 4096
-    dtype: str = "auto"
-    seed: int = 0
-    enforce_eager: bool = True
-    kv_cache_gb: int = 1
-    gpu_memory_utilization: float = 0.4
-    enable_sleep_mode: bool = False
-    weight_transfer_backend: str | None = None  # vLLM backend for rollout.weight_sync=gloo|nccl|ipc
+    max_model_len: int
+    dtype: DType
+    seed: int
+    enforce_eager: bool
+    kv_cache_gb: int
+    gpu_memory_utilization: float
+    enable_sleep_mode: bool
+    weight_transfer_backend: str | None  # vLLM backend for rollout.weight_sync=gloo|nccl|ipc
 
 
-def engine_dtype(dtype: str) -> str:
+def engine_dtype(dtype: DType) -> str:
     """`auto` is bfloat16 on GPU and float32 on CPU, as on the learners (the two must agree for
     sampling log-probs to match the learner's)."""
     if dtype != "auto":

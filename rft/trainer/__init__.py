@@ -18,7 +18,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rft.config import enum_value
 from rft.data.splits import DataSplits, load_data
 from rft.models.loading import resolve_model_path
 from rft.tasks import PromptStyle
@@ -33,11 +32,11 @@ def print_summary(cfg: DictConfig, model_path: str, data: DataSplits, run_dir: P
 
     table = Table(title="rft run", show_header=False)
     for key, value in [
-        ("stage", enum_value(cfg.stage.name)),
+        ("stage", cfg.stage.name),
         ("task", cfg.task.name),
         ("model", f"{cfg.model.name} ({model_path})"),
         ("data", f"{len(data.train)} train / {len(data.test_id)} ID / {len(data.test_ood)} OOD from {data.source}"),
-        ("rollout", f"{enum_value(cfg.rollout.engine)} x{cfg.rollout.num_workers}"),
+        ("rollout", f"{cfg.rollout.engine} x{cfg.rollout.num_workers}"),
         ("learner", f"DeepSpeed ZeRO-{cfg.learner.zero_stage} x{cfg.learner.num_workers}"),
         ("run dir", str(run_dir)),
     ]:
@@ -52,7 +51,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | None:
     model_path = str(resolve_model_path(cfg.model.path))
     data = load_data(cfg)
     print_summary(cfg, model_path, data, run_dir)
-    stage = enum_value(cfg.stage.name)
+    stage = cfg.stage.name
     if stage in ("ans_sft", "cot_sft"):
         result = run_sft(cfg, run_dir, model_path, data.train, PromptStyle(stage))
     elif stage in ("rl", "zero"):

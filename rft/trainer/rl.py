@@ -31,7 +31,7 @@ from rft.errors import UserError
 from rft.types import TrainSample
 from rft.types import Completion, PromptItem, SamplingSettings
 from rft.trainer import checkpoint as ckpt
-from rft.config import enum_value
+from rft.config import ResumeMode
 from rft.data.splits import DataSplits
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
 from rft.tracking import make_tracker
@@ -99,7 +99,7 @@ class RLTrainer:
     # ---- lifecycle ------------------------------------------------------------------------
     def setup(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resume_from = ckpt.latest(self.run_dir) if enum_value(self.cfg.trainer.resume) == "auto" else None
+        resume_from = ckpt.latest(self.run_dir) if self.cfg.trainer.resume == ResumeMode.auto else None
         self.workers = start_workers(
             self.cfg,
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),

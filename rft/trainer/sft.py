@@ -21,7 +21,7 @@ from rft.data.records import Record
 from rft.errors import UserError
 from rft.types import TrainSample
 from rft.trainer import checkpoint as ckpt
-from rft.config import enum_value
+from rft.config import ResumeMode
 from rft.tasks import PromptStyle
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
 from rft.tracking import make_tracker
@@ -86,7 +86,7 @@ class SFTTrainer:
 
     def setup(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resume_from = ckpt.latest(self.run_dir) if enum_value(self.cfg.trainer.resume) == "auto" else None
+        resume_from = ckpt.latest(self.run_dir) if self.cfg.trainer.resume == ResumeMode.auto else None
         settings = learner_settings(self.cfg, self.model_path, sft=True, total_steps=self.total_steps, need_reference=False)
         self.workers = start_workers(self.cfg, learner=settings, engine=None)
         if resume_from is not None:
