@@ -112,6 +112,12 @@ class RLData(StrEnum):
 
 class Sink(StrEnum):
     jsonl = "jsonl"
+class EvalSplit(StrEnum):
+    id = "id"
+    ood = "ood"
+    train = "train"
+
+
     mlflow = "mlflow"
     wandb = "wandb"
 
@@ -280,7 +286,7 @@ class TrackingConfig:
 
 @dataclass
 class EvalConfig:
-    splits: list[str] = field(default_factory=lambda: ["id", "ood"])
+    splits: list[EvalSplit] = field(default_factory=lambda: [EvalSplit.id, EvalSplit.ood])
     prompt: EvalPrompt = EvalPrompt.auto
     temperature: float = 0.1
     top_p: float = 0.9

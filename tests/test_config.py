@@ -112,6 +112,7 @@ def test_enum_choice_lists_choices():
         ("algo.aggregation=sum", "algo.aggregation", "token_mean"),
         ("tracking.wandb_mode=cloud", "tracking.wandb_mode", "offline"),
         ("tracking.sinks=[jsonl,tensorboard]", "tracking.sinks", "mlflow"),
+        ("eval.splits=[id,test]", "eval.splits", "ood"),
     ],
 )
 def test_bad_choice_is_rejected_at_composition_naming_the_key(override, key, valid):

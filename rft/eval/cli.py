@@ -43,7 +43,6 @@ from rft.eval.journal import Journal, check_settings
 from rft.eval.report import PLOT_PNG, markdown, write_results
 from rft.eval.runner import (
     ALL,
-    SPLITS,
     eval_sampling,
     items_kwargs,
     limited,
@@ -53,6 +52,7 @@ from rft.eval.runner import (
     split_metrics,
 )
 from rft.eval.targets import PLAIN, Target, eval_targets
+from rft.tasks import PromptStyle
 from rft.types import SamplingSettings
 
 log = logging.getLogger("rft.eval")
@@ -67,7 +67,7 @@ class EvalPlan:
     targets: list[Target]
     splits: dict[str, list[Record]]
     kwargs: dict[str, dict[str, list[Any]]]  # per split: the scoring extras of its records
-    style: str
+    style: PromptStyle
     sampling: SamplingSettings
     batch_size: int
     source: str
@@ -92,10 +92,7 @@ def plan_eval(cfg: DictConfig) -> EvalPlan:
 
 def eval_records(cfg: DictConfig) -> tuple[dict[str, list[Record]], str]:
     """{split: records} for `eval.splits` (after `eval.limit`), and where they came from."""
-    for split in cfg.eval.splits:
-        if split not in SPLITS:
-            raise ConfigError(f"eval.splits: unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if not cfg.eval.splits:
+    if not cfg.eval.splits:  # each split is an EvalSplit: the schema rejects unknown ones
         raise ConfigError("eval.splits: at least one split is needed")
     if any(cfg.data.get(k) for k in ("train", "test_id", "test_ood")):
         splits = _file_records(cfg)

@@ -23,7 +23,6 @@ from omegaconf import DictConfig
 from rft.data.records import Record
 from rft.types import PromptItem, SamplingSettings
 
-SPLITS = ("id", "ood", "train")
 ALL = "all"  # the subset label of a whole split
 RESULT_KEYS = ("task", "model", "checkpoint", "step", "split", "subset", "score", "n", "n_unparsed", "format")
 

@@ -13,12 +13,12 @@ def make_tracker(cfg: DictConfig, run_dir: Path, run_name: str, parent_run_id: s
     """A tracker for `run_dir` with `tracking.*` settings; the whole resolved config is logged."""
     return Tracker(
         run_dir,
-        sinks=tuple(cfg.tracking.sinks),
+        sinks=tuple(str(sink) for sink in cfg.tracking.sinks),  # plain strings past rft's own code
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         run_name=run_name,
         mlflow_uri=cfg.tracking.mlflow_uri or f"sqlite:///{Path(cfg.outputs_root) / 'mlflow.db'}",
         mlflow_experiment=cfg.tracking.experiment,
         wandb_project=cfg.tracking.wandb_project,
-        wandb_mode=cfg.tracking.wandb_mode,
+        wandb_mode=str(cfg.tracking.wandb_mode),
         parent_run_id=parent_run_id,
     )

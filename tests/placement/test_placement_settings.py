@@ -1,0 +1,40 @@
+"""LearnerSettings and EngineSettings: built from the config by one constructor each, every value
+from the YAML files and the schema (the dataclasses have no defaults to disagree with them)."""
+
+import dataclasses
+
+import pytest
+
+from rft.config import Attention, DistBackend, DType, Engine, Scheduler
+from rft.learner.worker import LearnerSettings
+from rft.placement.workers import engine_settings, learner_settings
+from rft.rollout.worker import EngineSettings
+from rft_test_helpers import compose
+
+
+@pytest.mark.parametrize("cls", [LearnerSettings, EngineSettings])
+def test_settings_have_no_defaults_of_their_own(cls):
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls))
+
+
+@pytest.mark.parametrize("sft", [True, False])
+def test_learner_settings_equal_the_config(sft):
+    cfg = compose(["model=qwen2vl_2b", "sft.scheduler=linear", "algo.lr_scheduler=cosine", "learner.backend=gloo"])
+    s = learner_settings(cfg, "/m", sft=sft, total_steps=7, need_reference=not sft)
+    optim = cfg.sft if sft else cfg.algo
+    assert (s.lr, s.weight_decay, s.warmup_steps, s.max_grad_norm) == (optim.lr, optim.weight_decay, optim.warmup_steps, optim.max_grad_norm)
+    assert s.lr_scheduler == (Scheduler.linear if sft else Scheduler.cosine) and type(s.lr_scheduler) is Scheduler
+    assert s.gradient_checkpointing == cfg.model.gradient_checkpointing
+    assert (s.freeze_vision, s.min_pixels, s.max_pixels) == (cfg.model.freeze_vision, cfg.model.min_pixels, cfg.model.max_pixels)
+    assert (s.zero_stage, s.micro_batch_tokens, s.seed) == (cfg.learner.zero_stage, cfg.learner.micro_batch_tokens, cfg.trainer.seed)
+    assert (type(s.dtype), type(s.attn_implementation), s.backend) == (DType, Attention, DistBackend.gloo)
+    assert (s.model_path, s.total_steps, s.need_reference) == ("/m", 7, not sft)
+
+
+def test_engine_settings_equal_the_config():
+    cfg = compose(["model=tiny_qwen2vl", "rollout.engine=hf", "rollout.max_model_len=2048", "rollout.kv_cache_gb=2"])
+    s = engine_settings(cfg, "/m", seed=3)
+    assert s.engine is Engine.hf and type(s.dtype) is DType and s.dtype == cfg.model.dtype
+    assert (s.max_model_len, s.kv_cache_gb, s.enforce_eager) == (2048, 2, cfg.rollout.enforce_eager)
+    assert (s.gpu_memory_utilization, s.min_pixels, s.max_pixels) == (cfg.rollout.gpu_memory_utilization, cfg.model.min_pixels, cfg.model.max_pixels)
+    assert (s.model_path, s.seed, s.enable_sleep_mode, s.weight_transfer_backend) == ("/m", 3, False, None)
