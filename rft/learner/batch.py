@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from rft.data.images import open_images
+from rft.models.heads import gather_positions
 from rft.types import PromptItem, TrainSample
 
 
@@ -84,11 +85,18 @@ class MicroBatch:
             inputs.update(pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
         return inputs
 
-    def completion_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, T, V): the logits that predict each completion token."""
+    def logit_positions(self) -> torch.Tensor:
+        """(B, T): the position whose output predicts each completion token (the one before it).
+        Past a row's own completion (padding up to T) the index stays inside the sequence; those
+        entries are masked out by `completion_mask`."""
         width = self.completion_ids.shape[1]
-        rows = [logits[b, start - 1 : start - 1 + width] for b, start in enumerate(self.completion_start)]
-        return torch.stack([_pad_rows(row, width) for row in rows])
+        starts = torch.tensor(self.completion_start, dtype=torch.long).unsqueeze(1)
+        return (starts - 1 + torch.arange(width)).clamp(max=self.input_ids.shape[1] - 1)
+
+    def completion_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) from full-sequence logits (B, L, V): the logits that predict each completion
+        token. The learner avoids full logits (`rft.models.heads.head_at`); tests compare the two."""
+        return gather_positions(logits, self.logit_positions())
 
     def per_token(self, values: list[list[float]] | None) -> torch.Tensor | None:
         if values is None:
@@ -97,12 +105,6 @@ class MicroBatch:
         for row, seq in enumerate(values):
             out[row, : len(seq)] = torch.tensor(seq, dtype=torch.float32)
         return out
-
-
-def _pad_rows(x: torch.Tensor, length: int) -> torch.Tensor:
-    if x.shape[0] == length:
-        return x
-    return torch.cat([x, x.new_zeros(length - x.shape[0], *x.shape[1:])])
 
 
 def sequence_length(features: PromptFeatures, sample: TrainSample) -> int:

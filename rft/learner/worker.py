@@ -200,9 +200,12 @@ class LearnerWorker:
     def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False, entropy_grad: bool = False):
         from rft.algo import entropy_from_logits, token_logprobs
 
+        from rft.models.heads import head_at
+
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs().items()}
-        logits = module(**inputs, use_cache=False).logits
-        comp_logits = batch.completion_logits(logits)
+        # The LM head runs on the completion positions only (the prompt is most of each sequence).
+        with head_at(module, batch.logit_positions().to(self.device)):
+            comp_logits = module(**inputs, use_cache=False).logits
         logp = token_logprobs(comp_logits, batch.completion_ids.to(self.device))
         entropy = None
         if entropy_grad:  # an entropy bonus in the loss needs its gradient
