@@ -168,15 +168,29 @@ def arch_of(path: str) -> str:
 
 
 def resolve_dtype(dtype: str = "float32"):
-    """The torch dtype for `float32|bfloat16|float16|auto` (auto: bfloat16 on GPU, else float32)."""
+    """The torch dtype for `float32|bfloat16|float16|auto`. auto: bfloat16 where the hardware
+    computes it natively (a GPU that supports it, or a CPU with AVX512-BF16 or AMX), else float32.
+    The learners and the rollout engines both resolve `model.dtype` here, so they agree."""
     import torch
 
     name = str(dtype)
     if name == "auto":
-        name = "bfloat16" if torch.cuda.is_available() else "float32"
+        name = "bfloat16" if native_bf16() else "float32"
     if name not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"model.dtype={name}: expected float32, bfloat16, float16 or auto")
     return getattr(torch, name)
+
+
+def native_bf16() -> bool:
+    """True when this machine's accelerator (the GPU if there is one, else the CPU) has bf16
+    arithmetic in hardware; emulated bf16 on a CPU is slower than float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def load_model(

@@ -39,13 +39,12 @@ class EngineSettings:
 
 
 def engine_dtype(dtype: DType) -> str:
-    """`auto` is bfloat16 on GPU and float32 on CPU, as on the learners (the two must agree for
-    sampling log-probs to match the learner's)."""
-    if dtype != "auto":
-        return dtype
-    import torch
+    """`auto` resolved as on the learners (`rft.models.loading.resolve_dtype`: bfloat16 where the
+    hardware has it natively, else float32); the two must agree for sampling log-probs to match
+    the learner's."""
+    from rft.models.loading import resolve_dtype
 
-    return "bfloat16" if torch.cuda.is_available() else "float32"
+    return str(resolve_dtype(dtype)).removeprefix("torch.")
 
 
 def build_engine(settings: EngineSettings):

@@ -111,7 +111,18 @@ def test_load_model_options(tiny_dirs):
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith("model.visual.") for n in frozen)
     assert len(frozen) == len(list(model.model.visual.parameters()))
-    assert load_model("tiny:qwen2vl", dtype="auto", attn_implementation="eager").dtype == torch.float32
+    auto = load_model("tiny:qwen2vl", dtype="auto", attn_implementation="eager")
+    assert auto.dtype == loading.resolve_dtype("auto")
+
+
+def test_auto_dtype_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    monkeypatch.setattr(loading, "native_bf16", lambda: True)
+    assert loading.resolve_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(loading, "native_bf16", lambda: False)
+    assert loading.resolve_dtype("auto") == torch.float32
+    assert loading.resolve_dtype("bfloat16") == torch.bfloat16  # an explicit choice stands
+    with pytest.raises(ValueError, match="model.dtype=int8"):
+        loading.resolve_dtype("int8")
 
 
 def test_load_processor_applies_the_pixel_budget(tiny_dirs, make_image):
