@@ -165,7 +165,8 @@ class ModelConfig:
     min_pixels: int = 3136
     max_pixels: int = 480000
     box_format: BoxFormat = BoxFormat.norm1000
-    gradient_checkpointing: bool = True
+    # null: on from 1 B parameters, off below (rft.models.loading.CHECKPOINTING_MIN_PARAMS)
+    gradient_checkpointing: bool | None = None
     freeze_vision: bool = True
 
 

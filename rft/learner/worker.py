@@ -59,7 +59,7 @@ class LearnerSettings:
     zero_stage: int
     dtype: DType
     attn_implementation: Attention
-    gradient_checkpointing: bool
+    gradient_checkpointing: bool | None  # None: by model size (rft.models.loading.wants_checkpointing)
     freeze_vision: bool
     lr: float
     weight_decay: float

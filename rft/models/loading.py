@@ -193,15 +193,29 @@ def native_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+# `model.gradient_checkpointing: null` (auto) turns it on from this many parameters: real
+# checkpoints (Qwen2-VL 2B and up) need it to fit a micro-batch's activations beside 16 bytes a
+# parameter of weights, gradients and Adam state; the small built models (<= ~50 M) fit without,
+# and recomputing the forward only costs time (the ~44 M bench model, one learner update of 32
+# sequences: 25% slower with it; the memory is bounded by learner.micro_batch_tokens instead).
+CHECKPOINTING_MIN_PARAMS = 1_000_000_000
+
+
+def wants_checkpointing(setting: bool | None, parameters: int) -> bool:
+    """Gradient checkpointing for a model of `parameters`: `setting` when given, else by size."""
+    return parameters >= CHECKPOINTING_MIN_PARAMS if setting is None else bool(setting)
+
+
 def load_model(
     path: str,
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = False,
     freeze_vision: bool = False,
     arch_hint: str | None = None,
 ):
-    """An `AutoModelForImageTextToText` for `path` (resolved as `resolve_model_path`)."""
+    """An `AutoModelForImageTextToText` for `path` (resolved as `resolve_model_path`).
+    `gradient_checkpointing=None` decides by the model's size (`wants_checkpointing`)."""
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(
@@ -209,7 +223,7 @@ def load_model(
         dtype=resolve_dtype(dtype),
         attn_implementation=str(attn_implementation),
     )
-    if gradient_checkpointing:
+    if wants_checkpointing(gradient_checkpointing, model.num_parameters()):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if freeze_vision:
         vision_tower(model).requires_grad_(False)

@@ -112,7 +112,7 @@ def test_load_model_options(tiny_dirs):
     assert frozen and all(n.startswith("model.visual.") for n in frozen)
     assert len(frozen) == len(list(model.model.visual.parameters()))
     auto = load_model("tiny:qwen2vl", dtype="auto", attn_implementation="eager")
-    assert auto.dtype == loading.resolve_dtype("auto")
+    assert auto.dtype == loading.resolve_dtype("auto") and not auto.is_gradient_checkpointing
 
 
 def test_auto_dtype_is_bf16_only_where_the_hardware_has_it(monkeypatch):
@@ -123,6 +123,12 @@ def test_auto_dtype_is_bf16_only_where_the_hardware_has_it(monkeypatch):
     assert loading.resolve_dtype("bfloat16") == torch.bfloat16  # an explicit choice stands
     with pytest.raises(ValueError, match="model.dtype=int8"):
         loading.resolve_dtype("int8")
+
+
+def test_gradient_checkpointing_by_size_unless_set():
+    small, real = 44_000_000, 2_200_000_000
+    assert not loading.wants_checkpointing(None, small) and loading.wants_checkpointing(None, real)
+    assert loading.wants_checkpointing(True, small) and not loading.wants_checkpointing(False, real)
 
 
 def test_load_processor_applies_the_pixel_budget(tiny_dirs, make_image):
