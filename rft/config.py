@@ -112,12 +112,6 @@ class RLData(StrEnum):
 
 class Sink(StrEnum):
     jsonl = "jsonl"
-class EvalSplit(StrEnum):
-    id = "id"
-    ood = "ood"
-    train = "train"
-
-
     mlflow = "mlflow"
     wandb = "wandb"
 
@@ -126,6 +120,12 @@ class WandbMode(StrEnum):
     offline = "offline"
     online = "online"
     disabled = "disabled"
+
+
+class EvalSplit(StrEnum):
+    id = "id"
+    ood = "ood"
+    train = "train"
 
 
 class ResumeMode(StrEnum):
