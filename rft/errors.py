@@ -28,3 +28,7 @@ def user_errors_as_one_line() -> Iterator[None]:
     except UserError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_STATUS) from None
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration that composes but cannot run; the message names the key."""

@@ -1,4 +1,4 @@
-"""Writing the learner's weights: Hugging Face checkpoints, and where weight-sync folders go.
+"""Writing the learner's weights as Hugging Face checkpoints (weight-sync folders: `rft.weights.folder`).
 
 Checkpoints use the naming (`model.*`, `visual.*`, no tied `lm_head`) that vLLM's loader and
 `from_pretrained` expect; the weights file is written to a temporary name and renamed
@@ -28,8 +28,3 @@ def write_hf_checkpoint(state: dict[str, torch.Tensor], config, processor, sourc
     write_safetensors(state, out)
     return out
 
-
-def sync_root() -> Path:
-    """Where weight-sync folders go: shared memory when the OS has it."""
-    shm = Path("/dev/shm")
-    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(os.environ.get("TMPDIR", "/tmp"))

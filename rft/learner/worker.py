@@ -3,10 +3,12 @@ model, the processor and the optimizer. SFT and RL share it; only the loss diffe
 
 Each rank sets up `torch.distributed` itself (gloo on CPU, NCCL on GPU) and then DeepSpeed
 (ZeRO-2 or ZeRO-3). The controller drives it call by call: `logprobs`, `train_rl`, `train_sft`,
-`export_weights`, `save`, `load`. Every rank runs the same number of micro-batches per call
-(ZeRO-3 gathers parameters collectively), padding with zero-weight repeats where its shard is
-shorter. Gradient accumulation is caller-owned (`managed_gradient_accumulation: false`): one
-`backward` per micro-batch, one `step` per update.
+`save`, `load`, and through `rft.weights.sync` the weight-sync calls `export_weights`,
+`init_weight_transfer`, `send_weights` (each checks the weights for NaN/inf first). Every rank
+runs the same number of micro-batches per call (ZeRO-3 gathers parameters collectively),
+padding with zero-weight repeats where its shard is shorter. Gradient accumulation is
+caller-owned (`managed_gradient_accumulation: false`): one `backward` per micro-batch, one
+`step` per update.
 
 Compute goes where it counts (measured on the ~44 M bench model, 2 CPU cores: `rft.bench rl`):
 - The LM head and the log-prob/entropy math run on completion positions only
@@ -36,11 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rft.algo.config import LossSettings
 from rft.types import vision_token_ids
 from rft.types import TrainSample
-from rft.algo.config import LossSettings
 from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
 from rft.tracking.stats import LEARNER_STATS, merge_stats
+from rft.weights.errors import NonFiniteWeights
 
 if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
     from rft.config import Attention, DistBackend, DType, Scheduler
@@ -113,10 +116,6 @@ def deepspeed_config(settings: LearnerSettings, with_optimizer: bool = True) -> 
             "params": {"lr": settings.lr, "weight_decay": settings.weight_decay, "betas": [0.9, 0.999], "eps": 1e-8, "torch_adam": True},
         }
     return config
-
-
-class NonFiniteWeights(RuntimeError):
-    """An update left NaN or inf in the weights; they are not pushed to the rollout engines."""
 
 
 class LearnerWorker:
@@ -394,7 +393,7 @@ class LearnerWorker:
     def init_weight_transfer(self, backend: str, master_address: str, master_port: int, world_size: int, client: Any) -> None:
         """Join the weight-transfer group with the rollout engines (`rollout.weight_sync=gloo|nccl|ipc`).
         Collective: every learner rank calls it; rank 0 rendezvouses through `client`."""
-        from rft.learner.transfer import CheckpointWeightSource, open_transfer
+        from rft.weights.stream import CheckpointWeightSource, open_transfer
 
         if self.transfer is not None:
             self.transfer.shutdown()

@@ -6,7 +6,8 @@
 - `rft.models.tiny`: `python -m rft.models.tiny --arch qwen2vl --out DIR`, `build_tiny_model`,
   `ensure_tiny_model` (cached under RFT_CACHE).
 - `rft.models.vocab`: the corpus the tiny tokenizer is trained on.
-- `rft.models.vllm_weights`: new weights into a running vLLM engine, tied LM head re-tied.
+
+New weights into a running engine (weight sync) live in `rft.weights`.
 
 Submodules import torch/transformers lazily; importing this package is cheap.
 """

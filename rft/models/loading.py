@@ -24,7 +24,7 @@ the two steps `PreTrainedModel.save_pretrained` runs (drop tied aliases, then re
 registered checkpoint conversion, `conversion_mapping.py`: `^visual` <-> `model.visual`,
 `^model` <-> `model.language_model`), so it stays right if transformers changes the mapping.
 `write_checkpoint_folder` writes such weights as a complete folder for vLLM's `reload_weights`
-(and rft.models.vllm_weights puts them into a running engine).
+(and rft.weights.vllm_worker puts them into a running engine).
 """
 
 from __future__ import annotations

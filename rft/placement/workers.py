@@ -18,16 +18,13 @@ from rft.learner.worker import LearnerSettings
 from rft.rollout.group import RolloutGroup
 from rft.rollout.worker import EngineSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
+from rft.weights.modes import WeightSync, vllm_backend
 
 
-def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: str = "folder") -> EngineSettings:
-    """`weight_sync` (see `rft.config.weight_sync_mode`) other than folder readies the engines
-    for weights streamed by the learners."""
-    backend = None
-    if weight_sync != "folder":
-        from rft.models.vllm_transfer import vllm_backend  # imports vLLM
-
-        backend = vllm_backend(weight_sync)
+def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: WeightSync = WeightSync.folder) -> EngineSettings:
+    """The one constructor of `EngineSettings`. `weight_sync` (resolved, see
+    `rft.weights.modes.resolve_mode`) other than folder readies the engines for weights streamed
+    by the learners."""
     return EngineSettings(
         engine=cfg.rollout.engine,
         model_path=model_path,
@@ -40,7 +37,7 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: st
         kv_cache_gb=cfg.rollout.kv_cache_gb,
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         enable_sleep_mode=cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0,
-        weight_transfer_backend=backend,
+        weight_transfer_backend=vllm_backend(weight_sync),
     )
 
 

@@ -2,9 +2,10 @@
 
 A prompt list is split over the workers by contiguous slices. If an actor dies mid-call, Ray
 restarts it (`max_restarts`); the group gives the new process the latest weights and redoes that
-slice, so a step is never lost to one crashed engine. Weights arrive as a folder
-(`load_weights`) or streamed by the learners (`transfer_client`, then `set_weight_version`); for
-streamed weights the controller says how to restore a restarted actor (`restore_with`).
+slice, so a step is never lost to one crashed engine. During training the weights come from the
+weight-sync component (`rft.weights.sync.WeightSyncer`, registered with `use_weight_sync`), which
+also restores a restarted actor; without one (evaluation) the group reloads the last folder it
+loaded (`load_weights`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -73,7 +73,8 @@ class RolloutGroup:
         ]
         self.max_restarts = max_restarts
         self.version: int | None = None  # of the latest weights; None while the initial ones
-        self._restore_weights: Callable[[Any], None] | None = None  # gives a restarted actor them
+        self.weight_sync = None  # `rft.weights.sync.WeightSyncer`: restores restarted actors
+        self._folder: str | None = None  # the last folder `load_weights` loaded
         ray.get([w.health.remote() for w in self.workers])
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
@@ -119,30 +120,24 @@ class RolloutGroup:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-        if self._restore_weights is not None:
-            self._restore_weights(worker)
+        if self.weight_sync is not None:
+            self.weight_sync.restore(worker)
+        elif self._folder is not None:
+            ray.get(worker.load_weights.remote(self._folder, self.version))
+
+    def use_weight_sync(self, weight_sync) -> None:
+        """Restore restarted actors through `weight_sync` (its `restore(worker)`) from now on."""
+        self.weight_sync = weight_sync
 
     def load_weights(self, folder: str, version: int) -> float:
-        self.version = version
-        self._restore_weights = lambda worker: ray.get(worker.load_weights.remote(folder, version))
+        """Every engine reloads the checkpoint folder `folder` in place; seconds of the slowest."""
+        self.version, self._folder = version, folder
         return max(ray.get([w.load_weights.remote(folder, version) for w in self.workers]))
-
-    # ---- weights streamed by the learners (rollout.weight_sync=gloo|nccl|ipc) ----
-    def transfer_client(self) -> "RolloutTransferClient":
-        return RolloutTransferClient(self.workers)
 
     def set_weight_version(self, version: int) -> None:
         """Record that streamed weights of `version` reached every engine."""
-        self.version = version
+        self.version, self._folder = version, None
         ray.get([w.set_weight_version.remote(version) for w in self.workers])
-
-    def restore_with(self, restore: Callable[[Any], None]) -> None:
-        """How to give a restarted actor the latest streamed weights (a fresh process has left
-        the transfer group)."""
-        self._restore_weights = restore
-
-    def shutdown_transfer(self) -> None:
-        ray.get([w.shutdown_weight_transfer.remote() for w in self.workers])
 
     def nodes(self) -> set[str]:
         """IP addresses of the nodes the rollout actors run on."""
@@ -165,35 +160,3 @@ class RolloutGroup:
 def _split(items: list, parts: int) -> list[list]:
     return [items[i * len(items) // parts : (i + 1) * len(items) // parts] for i in range(parts)]
 
-
-class RolloutTransferClient:
-    """vLLM's `VLLMWeightSyncClient` protocol over the rollout actors (`rft.models.vllm_transfer`).
-
-    Each actor is a vLLM engine of its own and so thinks it is data-parallel rank 0; the client
-    gives each its own ranks in the transfer group. Picklable: the controller hands it to the
-    sending learner rank, which drives the handshake.
-    """
-
-    def __init__(self, actors: list, ranks_per_engine: int = 1):
-        self.actors = list(actors)
-        self.ranks_per_engine = ranks_per_engine
-
-    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
-        ray.get([actor.init_weight_transfer.remote(self._for_actor(init_info, index)) for index, actor in enumerate(self.actors)])
-
-    def _for_actor(self, init_info: dict[str, Any], index: int) -> dict[str, Any]:
-        if "rank_offset" not in init_info:  # no process group (ipc)
-            return init_info
-        return dict(init_info, rank_offset=int(init_info["rank_offset"]) + index * self.ranks_per_engine)
-
-    def start_weight_update(self) -> None:
-        self._all("start_weight_update")
-
-    def update_weights(self, update_info) -> None:
-        self._all("update_weights", update_info)
-
-    def finish_weight_update(self, weight_version: str | None = None) -> None:
-        self._all("finish_weight_update")
-
-    def _all(self, method: str, *args) -> None:
-        ray.get([getattr(actor, method).remote(*args) for actor in self.actors])

@@ -6,10 +6,10 @@ rollouts saw other resolutions than training did).
 
 Weight updates, two ways. `load_weights(folder)` reloads a complete checkpoint folder in place
 through a worker extension that also re-ties tied LM heads, then drops the encoder and prefix
-caches (see `rft.models.vllm_weights`; stale image embeddings otherwise survive an update).
+caches (see `rft.weights.vllm_worker`; stale image embeddings otherwise survive an update).
 With `weight_transfer_backend` set, the engine also takes weights streamed by a trainer through
 vLLM's weight-transfer API (`init_weight_transfer`, then per update `start_weight_update`,
-`update_weights`, `finish_weight_update`; see `rft.models.vllm_transfer`).
+`update_weights`, `finish_weight_update`; see `rft.weights`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))
         from vllm import LLM
 
-        from rft.models.vllm_weights import WORKER_EXTENSION
+        from rft.weights.vllm_worker import WORKER_EXTENSION
 
         self.llm = LLM(
             model=model_path,
@@ -133,11 +133,11 @@ class VLLMEngine:
         return [step[token].logprob for token, step in zip(completion_token_ids, scored)]
 
     def load_weights(self, folder: str) -> None:
-        from rft.models.vllm_weights import reload_vllm_weights
+        from rft.weights.vllm_worker import reload_vllm_weights
 
         reload_vllm_weights(self.llm, folder)
 
-    # ---- weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`, see rft.models.vllm_transfer) ----
+    # ---- weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`, see rft.weights.gloo) ----
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
         self.llm.init_weight_transfer_engine({"init_info": init_info})
 
@@ -148,7 +148,7 @@ class VLLMEngine:
         self.llm.update_weights({"update_info": update_info})
 
     def finish_weight_update(self) -> None:
-        from rft.models.vllm_weights import finish_transferred_update
+        from rft.weights.vllm_worker import finish_transferred_update
 
         finish_transferred_update(self.llm)
 

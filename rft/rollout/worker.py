@@ -1,9 +1,9 @@
 """`RolloutWorker`: a Ray actor that owns one generation engine and scores what it generates.
 
 Rewards run here, next to generation and off the controller's critical path. The controller
-calls `generate`, `load_weights` (or, streamed by a learner, the weight-transfer calls),
-`score`, `sleep`/`wake` and `health`; the actor reports the weight version each completion was
-generated with.
+calls `generate`, `load_weights` (or, streamed by a learner, the weight-transfer calls: the
+engine end of `rft.weights`), `score`, `sleep`/`wake` and `health`; the actor reports the
+weight version each completion was generated with.
 """
 
 from __future__ import annotations

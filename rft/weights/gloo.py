@@ -1,23 +1,19 @@
-"""Receiving weights through vLLM's RL weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`).
+"""The gloo transport of `rollout.weight_sync=gloo`, both ends' shared pieces and the engine's end.
 
 vLLM 0.32 lets a trainer stream weights into running engines: the engine is started with a
 `weight_transfer_config`, then `init_weight_transfer_engine` (once, joins a process group with
 the trainer), and per update `start_weight_update`, `update_weights` (receives the tensors while
 the trainer broadcasts them), `finish_weight_update` (vLLM's layerwise reload re-runs each
-layer's post-load processing). Two transports sit behind that one handshake:
+layer's post-load processing). `nccl` and `ipc` are vLLM's own backends for GPUs; `rft_gloo`
+(`GlooWeightTransferEngine` below) is the same protocol over torch's gloo broadcast (TCP). It
+runs the GPU code path on CPU, so tests cover it here, and it works across nodes, where the
+folder sync's `/dev/shm` folder cannot be shared. Tensors travel packed: runs of one dtype up to
+`bucket_bytes` in one broadcast (`weight_buckets`, computed alike on both ends from the update's
+metadata), not one broadcast per tensor.
 
-- `nccl` and `ipc`: vLLM's own backends for GPUs (separate GPUs, or shared ones when learners
-  and engines are colocated).
-- `rft_gloo` (`GlooWeightTransferEngine` below): the same protocol over torch's gloo broadcast
-  (TCP). It runs the GPU code path on CPU, so tests cover it here, and it works across nodes,
-  where the folder sync's `/dev/shm` folder cannot be shared. Tensors travel packed: runs of
-  one dtype up to `bucket_bytes` in one broadcast (`weight_buckets`, computed alike on both
-  ends from the update's metadata), not one broadcast per tensor.
-
-The engine is registered in vLLM's factory when this module is imported; `rft.models.vllm_weights`
+The engine is registered in vLLM's factory when this module is imported; `rft.weights.vllm_worker`
 (the worker extension every rft engine loads) imports it, so each vLLM worker process has it.
-The trainer's end is `rft.learner.transfer`; the control plane between them is
-`rft.rollout.group.RolloutTransferClient`.
+The trainer's end is `rft.weights.stream`.
 """
 
 from __future__ import annotations
@@ -31,7 +27,8 @@ import torch
 from vllm.distributed.weight_transfer.base import WeightTransferEngine, WeightTransferInitInfo, WeightTransferUpdateInfo
 from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 
-GLOO_BACKEND = "rft_gloo"
+from rft.weights.modes import GLOO_BACKEND
+
 BUCKET_BYTES = 128 << 20
 
 
@@ -151,7 +148,3 @@ def register() -> None:
 
 register()
 
-
-def vllm_backend(weight_sync: str) -> str | None:
-    """The `weight_transfer_config.backend` an engine needs for `rollout.weight_sync`."""
-    return {"nccl": "nccl", "ipc": "ipc", "gloo": GLOO_BACKEND}.get(weight_sync)

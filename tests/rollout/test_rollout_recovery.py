@@ -1,4 +1,6 @@
-"""A rollout actor that dies is restarted, gets the latest weights back, and redoes its work."""
+"""A rollout actor that dies is restarted, gets the latest weights back, and redoes its work:
+from the weight-sync component the group was given (training), or from the folder the group
+last loaded (evaluation, no component)."""
 
 from __future__ import annotations
 
@@ -8,31 +10,53 @@ import signal
 import pytest
 import ray
 import torch
+from rft_test_helpers import TINY_RL, compose
 
 from rft.models.loading import checkpoint_state_dict, load_model, load_processor, write_checkpoint_folder
+from rft.placement.workers import engine_settings
 from rft.rollout.group import RolloutGroup
 from rft.types import PromptItem, SamplingSettings
-from rft.rollout.worker import EngineSettings
+from rft.weights.sync import WeightSyncer
 
 pytestmark = pytest.mark.slow
 BUDGET = dict(min_pixels=3136, max_pixels=50176)
 
 
-def test_killed_worker_is_restarted_with_latest_weights(placement, tiny_model, tiny_image, tmp_path):
+class FixedLearners:
+    """The learner side of a folder push without DeepSpeed: writes one fixed checkpoint."""
+
+    def __init__(self, state, model_path: str):
+        self.state, self.model_path = state, model_path
+        self.rank0_node = ray.util.get_node_ip_address()
+
+    def export_weights(self, folder: str) -> dict[str, float]:
+        write_checkpoint_folder(self.state, folder, self.model_path)
+        return {"bytes": float(sum(t.numel() * t.element_size() for t in self.state.values()))}
+
+
+@pytest.mark.parametrize("source", ["weight_sync", "group_folder"])
+def test_killed_worker_is_restarted_with_latest_weights(source, placement, tiny_model, tiny_image, tmp_path):
     model = load_model(tiny_model)
     with torch.no_grad():
         model.lm_head.weight.mul_(3.0)  # tied: new embeddings and head
-    folder = write_checkpoint_folder(checkpoint_state_dict(model), tmp_path / "v1", tiny_model)
+    state = checkpoint_state_dict(model)
 
     group = placement([{"CPU": 1}])
-    rollout = RolloutGroup(EngineSettings(engine="hf", model_path=tiny_model, **BUDGET), 1, group, [0], cpus=1, gpus=0,
+    settings = engine_settings(compose(TINY_RL + ["rollout.engine=hf"]), tiny_model, seed=0)
+    assert (settings.min_pixels, settings.max_pixels) == (BUDGET["min_pixels"], BUDGET["max_pixels"])
+    rollout = RolloutGroup(settings, 1, group, [0], cpus=1, gpus=0,
                            reward_weights={"format": 1.0}, reward_options={}, max_restarts=2)
     processor = load_processor(tiny_model, **BUDGET)
     text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}], add_generation_prompt=True, tokenize=False)
     item = PromptItem(uid="a", group=0, prompt_text=text, images=[tiny_image], solution="2")
     sampling = SamplingSettings(n=2, max_tokens=8, seed=0)
 
-    rollout.load_weights(str(folder), version=1)
+    if source == "weight_sync":
+        weight_sync = WeightSyncer("folder", FixedLearners(state, tiny_model), rollout, tmp_path / "sync")
+        weight_sync.open()
+        assert weight_sync.push(1).bytes > 0
+    else:
+        rollout.load_weights(str(write_checkpoint_folder(state, tmp_path / "v1", tiny_model)), version=1)
     before, _ = rollout.generate([item], sampling)
     pid = ray.get(rollout.workers[0].health.remote())["pid"]
     os.kill(pid, signal.SIGKILL)

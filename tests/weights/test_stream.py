@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from vllm.distributed.weight_transfer.base import ParamMeta
 
-from rft.learner.transfer import CheckpointWeightSource, GlooTrainerWeightTransferEngine, trainer_init_info
 from rft.models.loading import checkpoint_state_dict, load_model
-from rft.models.vllm_transfer import unpack_bucket, weight_buckets
-from rft.rollout.group import RolloutTransferClient
+from rft.weights.gloo import unpack_bucket, weight_buckets
+from rft.weights.stream import CheckpointWeightSource, GlooTrainerWeightTransferEngine, trainer_init_info
+from rft.weights.sync import EngineTransferClient
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,8 @@ def test_source_follows_the_live_parameters(tiny):
 
 
 def test_each_engine_gets_its_own_ranks():
-    """The rank arithmetic alone; the real Ray path is run by tests/learner/test_weight_sync.py."""
-    client = RolloutTransferClient([object()] * 3, ranks_per_engine=2)
+    """The rank arithmetic alone; the real Ray path is run by tests/weights/test_weight_sync.py."""
+    client = EngineTransferClient([object()] * 3, ranks_per_engine=2)
     info = {"master_address": "h", "master_port": 1, "rank_offset": 1, "world_size": 7}
     assert [client._for_actor(info, index)["rank_offset"] for index in range(3)] == [1, 3, 5]
     assert info["rank_offset"] == 1  # the caller's dict is left as it was

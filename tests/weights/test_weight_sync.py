@@ -1,5 +1,6 @@
-"""Learner ranks (DeepSpeed ZeRO-3 on gloo) and a vLLM rollout actor: an update, then a weight
-sync; the engine must then score a fixed completion like the learner does, and unlike before.
+"""Learner ranks (DeepSpeed ZeRO-3 on gloo) and a vLLM rollout actor joined by the weight-sync
+component: an update, then a push; the engine must then score a fixed completion like the
+learner does, and unlike before.
 
 Both ways of syncing: `folder` (safetensors reloaded by the engine) and `gloo` (streamed through
 vLLM's weight-transfer API, the same handshake and layerwise reload that `nccl` uses on GPU)."""
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import pytest
 import ray
+from rft_test_helpers import TINY_RL, compose
 
-from rft.types import TrainSample
+from rft.algo.config import Aggregation, KLEstimator, LossSettings
 from rft.learner.group import LearnerGroup
-from rft.learner.worker import LearnerSettings
+from rft.placement.workers import engine_settings, learner_settings
 from rft.rollout.group import RolloutGroup
-from rft.types import PromptItem, SamplingSettings
-from rft.rollout.worker import EngineSettings
+from rft.types import PromptItem, SamplingSettings, TrainSample
+from rft.weights.errors import NonFiniteWeights
+from rft.weights.sync import WeightSyncer
 
 pytestmark = pytest.mark.slow
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
@@ -29,7 +32,15 @@ def _prompt(tiny_model, image):
     return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
 
 
-RL_LOSS = dict(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean")
+RL_LOSS = LossSettings(
+    beta=0.0, kl_estimator=KLEstimator.k3, clip_eps_low=0.2, clip_eps_high=0.2, aggregation=Aggregation.seq_mean_token_mean,
+    entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
+)
+# A large constant learning rate, so that one update visibly moves the engine's log-probs.
+SETTINGS = TINY_RL + [
+    "learner.zero_stage=3", "learner.micro_batch_tokens=4096", "algo.lr=1e-2", "algo.lr_scheduler=constant",
+    "algo.warmup_steps=0", "algo.weight_decay=0.0", "rollout.max_model_len=1024", "rollout.engine=vllm",
+]
 
 
 def _poison_a_weight(worker) -> None:
@@ -47,29 +58,26 @@ def _max_gap(a: list[float], b: list[float]) -> float:
 
 @pytest.mark.parametrize("sync", ["folder", "gloo"])
 def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_image, tmp_path):
+    cfg = compose(SETTINGS + [f"rollout.weight_sync={sync}"])
+    assert (cfg.model.min_pixels, cfg.model.max_pixels) == (MIN_PIXELS, MAX_PIXELS)
     group = placement([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}])
     learner = LearnerGroup(
-        LearnerSettings(model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, zero_stage=3, lr=1e-2, micro_batch_tokens=4096),
-        2, group, [0, 1], cpus=1, gpus=0,
+        learner_settings(cfg, tiny_model, sft=False, total_steps=4, need_reference=False), 2, group, [0, 1], cpus=1, gpus=0
     )
     rollout = RolloutGroup(
-        EngineSettings(
-            engine="vllm", model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, max_model_len=1024,
-            weight_transfer_backend="rft_gloo" if sync == "gloo" else None,
-        ),
-        1, group, [2], cpus=1, gpus=0, reward_weights={"format": 1.0}, reward_options={},
+        engine_settings(cfg, tiny_model, seed=0, weight_sync=sync), 1, group, [2], cpus=1, gpus=0,
+        reward_weights={"format": 1.0}, reward_options={},
     )
-    if sync == "gloo":
-        learner.init_weight_transfer("gloo", 1, rollout.transfer_client())
+    weight_sync = WeightSyncer(sync, learner, rollout, tmp_path / "sync")
+    weight_sync.open()
+    assert rollout.weight_sync is weight_sync  # restarted actors are restored through it
 
     def push(version: int) -> float:
-        if sync == "gloo":
-            sent = learner.send_weights()
-            rollout.set_weight_version(version)
-        else:
-            sent = learner.export_weights(str(tmp_path / f"v{version}"))
-            rollout.load_weights(str(tmp_path / f"v{version}"), version=version)
-        return sent["bytes"]
+        stats = weight_sync.push(version)
+        assert stats.seconds > 0 and weight_sync.version == version == rollout.version
+        if sync == "folder":
+            assert sorted(p.name for p in (tmp_path / "sync").iterdir()) == [f"v{version}"]
+        return stats.bytes
 
     item = _prompt(tiny_model, tiny_image)
     completions, _ = rollout.generate([item], SamplingSettings(n=4, temperature=1.0, max_tokens=16, seed=0), with_rewards=False)
@@ -93,9 +101,13 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
         assert _max_gap(engine_scores[-1], engine_scores[-2]) > 1e-3
     completions, _ = rollout.generate([item], SamplingSettings(n=2, max_tokens=8, seed=1), with_rewards=False)
     assert all(c.weight_version == 2 for c in completions)
-    # A NaN in one rank's ZeRO-3 partition: every rank refuses to export or send, none hangs.
+    # A NaN in one rank's ZeRO-3 partition: every rank refuses to export or send, none hangs,
+    # and the controller gets the learner's exception type back.
     _poison_a_weight(learner.workers[1])
-    with pytest.raises(ray.exceptions.RayTaskError, match=r"(?s)NonFiniteWeights.*NaN or inf"):
+    with pytest.raises(NonFiniteWeights, match="NaN or inf"):
         push(3)
+    assert weight_sync.version == 2
+    weight_sync.close()
+    assert not (tmp_path / "sync").exists()
     rollout.shutdown()
     learner.shutdown()
