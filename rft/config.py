@@ -36,12 +36,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rft.algo.config import Advantage, Aggregation, AlgoName, KLEstimator
 from rft.data.readers import DataFormat
-from rft.errors import UserError
+from rft.errors import ConfigError  # noqa: F401  (defined in rft.errors; imported from here across rft)
 from rft.tasks.base import PromptStyle
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration that composes but cannot run; the message names the key."""
+from rft.weights.modes import WeightSync, validate_mode
 
 
 class StageName(StrEnum):
@@ -55,14 +52,6 @@ class StageName(StrEnum):
 class Engine(StrEnum):
     vllm = "vllm"
     hf = "hf"
-
-
-class WeightSync(StrEnum):
-    auto = "auto"  # on GPU vLLM engines: ipc when colocated, else nccl; folder otherwise
-    folder = "folder"  # safetensors folder in shared memory, reloaded by each engine
-    gloo = "gloo"  # streamed through vLLM's weight-transfer API over gloo (CPU, across nodes)
-    nccl = "nccl"  # streamed through vLLM's weight-transfer API over NCCL (GPU)
-    ipc = "ipc"  # vLLM's weight-transfer API over CUDA IPC (GPU, colocated: shared GPUs)
 
 
 class Arch(StrEnum):
@@ -370,32 +359,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step", "must be >= 1")
     _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
-    _validate_weight_sync(cfg)
-
-
-def _on_gpus(cfg: DictConfig) -> bool:
-    return cfg.rollout.gpus_per_worker > 0 and cfg.learner.gpus_per_worker > 0
-
-
-def _validate_weight_sync(cfg: DictConfig) -> None:
-    mode, key = WeightSync(cfg.rollout.weight_sync), "rollout.weight_sync"
-    if mode not in (WeightSync.auto, WeightSync.folder):
-        _require(Engine(cfg.rollout.engine) == Engine.vllm, key, f"{mode.value} streams weights into vLLM engines; rollout.engine=hf takes weight_sync=folder")
-    if mode in (WeightSync.nccl, WeightSync.ipc):
-        _require(_on_gpus(cfg), key, f"{mode.value} needs GPUs on learners and rollout workers (learner.gpus_per_worker, rollout.gpus_per_worker); use gloo or folder on CPU")
-    if mode == WeightSync.ipc:
-        _require(cfg.cluster.colocate, key, "ipc shares GPU memory, so learners and engines must share GPUs (cluster.colocate=true); use nccl otherwise")
-
-
-def weight_sync_mode(cfg: DictConfig) -> str:
-    """`rollout.weight_sync` with `auto` resolved: on GPU vLLM engines ipc when colocated and
-    nccl when not; folder otherwise."""
-    mode = WeightSync(cfg.rollout.weight_sync)
-    if mode != WeightSync.auto:
-        return mode.value
-    if not (_on_gpus(cfg) and Engine(cfg.rollout.engine) == Engine.vllm):
-        return WeightSync.folder.value
-    return WeightSync.ipc.value if cfg.cluster.colocate else WeightSync.nccl.value
+    validate_mode(cfg)
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
