@@ -12,21 +12,16 @@ owns this loop and nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 import torch
 from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
-from rft.config import ConfigError, weight_sync_mode
-from rft.learner.export import sync_root
 from rft.errors import UserError
 from rft.types import TrainSample
 from rft.types import Completion, PromptItem, SamplingSettings
@@ -37,6 +32,10 @@ from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
 from rft.tracking import make_tracker
 from rft.trainer.sampler import EpochSampler
 from rft.placement.workers import Workers, engine_settings, learner_settings, start_workers
+from rft.weights.errors import NonFiniteWeights
+from rft.weights.folder import run_sync_dir
+from rft.weights.modes import resolve_mode
+from rft.weights.sync import WeightSyncer
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +92,7 @@ class RLTrainer:
         self.bad_updates = 0
         self.workers: Workers | None = None
         self.tracker = None
-        self.weight_sync = weight_sync_mode(cfg)
-        self.sync_dir = sync_root() / f"rft-sync-{hashlib.sha1(str(self.run_dir).encode()).hexdigest()[:12]}"
+        self.weight_sync: WeightSyncer | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -103,12 +101,10 @@ class RLTrainer:
         self.workers = start_workers(
             self.cfg,
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
-            engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=self.weight_sync),
+            engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=resolve_mode(self.cfg)),
         )
-        if self.weight_sync == "folder":
-            self._check_one_node()
-        else:
-            self._open_weight_transfer()
+        self.weight_sync = WeightSyncer(resolve_mode(self.cfg), self.workers.learners, self.workers.rollout, run_sync_dir(self.run_dir))
+        self.weight_sync.open()
         if resume_from is not None:
             self._resume(resume_from)
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
@@ -144,7 +140,8 @@ class RLTrainer:
             self.tracker.close(status)
         if self.workers is not None:
             self.workers.shutdown()
-        shutil.rmtree(self.sync_dir, ignore_errors=True)
+        if self.weight_sync is not None:
+            self.weight_sync.close()
 
     # ---- one step -----------------------------------------------------------------------------
     def _generate(self, count: int, group_offset: int) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
@@ -284,58 +281,15 @@ class RLTrainer:
         )
 
     def _sync_weights(self) -> dict[str, float]:
-        start = time.perf_counter()
+        """The one weight-sync call of a step (and of a resume): the new weights into every engine."""
         try:
-            sent = self._push_folder() if self.weight_sync == "folder" else self._stream(self.step)
-        except ray.exceptions.RayTaskError as err:
-            if "NonFiniteWeights" not in str(err):
-                raise
-            last = ckpt.latest(self.run_dir)
+            stats = self.weight_sync.push(self.step)
+        except NonFiniteWeights as err:
             raise TrainingStopped(
                 f"step {self.step}: the update made the weights non-finite, so they were not synced or saved; "
-                f"the last good checkpoint is {last} (resume from it with a lower algo.lr). Cause: {err.cause if hasattr(err, 'cause') else err}"
+                f"the last good checkpoint is {ckpt.latest(self.run_dir)} (resume from it with a lower algo.lr). Cause: {err}"
             ) from None
-        return {"bytes": sent["bytes"], "sync_s": time.perf_counter() - start}
-
-    def _push_folder(self) -> dict[str, float]:
-        folder = self.sync_dir / f"v{self.step}"
-        exported = self.workers.learners.export_weights(str(folder))
-        self.workers.rollout.load_weights(str(folder), self.step)
-        for old in self.sync_dir.glob("v*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
-        return exported
-
-    def _check_one_node(self) -> None:
-        """Folder sync hands a path in the controller's shared memory from learner rank 0 to the
-        engines: all of them must see it."""
-        here = {ray.util.get_node_ip_address(), self.workers.learners.rank0_node} | self.workers.rollout.nodes()
-        if len(here) > 1:
-            raise ConfigError(
-                f"rollout.weight_sync: folder passes weights through {self.sync_dir}, but the controller, learner rank 0 "
-                f"and the rollout actors run on several nodes ({', '.join(sorted(here))}); use rollout.weight_sync=gloo "
-                "(or nccl on GPUs)"
-            )
-
-    def _stream(self, version: int) -> dict[str, float]:
-        """Send the learners' current weights to every engine, as weight version `version`."""
-        sent = self.workers.learners.send_weights()
-        self.workers.rollout.set_weight_version(version)
-        return sent
-
-    def _open_weight_transfer(self) -> None:
-        rollout = self.workers.rollout
-        self.workers.learners.init_weight_transfer(self.weight_sync, len(rollout.workers), rollout.transfer_client())
-        rollout.restore_with(self._restore_streamed)
-
-    def _restore_streamed(self, worker) -> None:
-        """A restarted rollout actor left the transfer group (and lost the weights): rebuild the
-        group with every actor and stream the latest weights again (no folder, so any node)."""
-        version = self.workers.rollout.version
-        self.workers.rollout.shutdown_transfer()
-        self._open_weight_transfer()
-        if version is not None:
-            self._stream(version)
+        return {"bytes": stats.bytes, "sync_s": stats.seconds}
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
     def save_checkpoint(self) -> Path:
