@@ -107,7 +107,7 @@ def test_dapo_refills_and_weights_stream_through_vllm_transfer(ray_cluster, tmp_
     random model gets 0 (no variance), so each step samples `max_refill_rounds` batches, keeps
     none, and trains on the first (zero advantages). Weights reach vLLM through the
     weight-transfer API after every update (the learner-vs-engine match is checked in
-    tests/learner/test_weight_sync.py)."""
+    tests/weights/test_weight_sync.py)."""
     overrides = TINY_RL + [
         "algo=dapo", "algo.max_refill_rounds=2", "~reward.weights.accuracy", "rollout.weight_sync=gloo",
         "trainer.max_steps=2", "trainer.save_every=100", "learner.zero_stage=2",
