@@ -153,7 +153,7 @@ def run_peer(out: Path, size: str, args, trainable: int | None, peak_flops: floa
     print(f"[rft.bench rl] {size} / peer {args.peer}: {run_dir}", flush=True)
     load_before = runs.load_average()
     with open(run_dir / runs.LOG_NAME, "w") as log:
-        returncode, cpu_s, _ = runs._run(peer_trl.peer_command(size, args.steps, args.prompts, args.max_tokens, run_dir), log, args.timeout, args.verbose)
+        returncode, cpu_s, _ = runs.run_command(peer_trl.peer_command(size, args.steps, args.prompts, args.max_tokens, run_dir), log, args.timeout, args.verbose)
     result_path = run_dir / peer_trl.RESULT_NAME
     result = json.loads(result_path.read_text()) if returncode == 0 and result_path.exists() else {}
     if not result:

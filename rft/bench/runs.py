@@ -67,12 +67,12 @@ def launch(run_dir: Path, overrides: list[str], timeout_s: float | None = None, 
     log_path = run_dir / LOG_NAME
     load_before, start = load_average(), time.perf_counter()
     with open(log_path, "w") as log:
-        returncode, cpu_s, peak_rss = _run(launch_command(run_dir, overrides), log, timeout_s, echo)
+        returncode, cpu_s, peak_rss = run_command(launch_command(run_dir, overrides), log, timeout_s, echo)
     wall = time.perf_counter() - start
     return LaunchResult(str(run_dir), list(overrides), returncode, round(wall, 1), load_before, load_average(), cpu_s, peak_rss, _tail(log_path))
 
 
-def _run(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[int, float | None, dict[str, float]]:
+def run_command(command: list[str], log, timeout_s: float | None, echo: bool) -> tuple[int, float | None, dict[str, float]]:
     """Run `command` in its own session, copying its output to `log`; past `timeout_s` it gets
     SIGINT (the launch shuts Ray down), then SIGKILL for its whole process group. Returns the
     exit status, the CPU seconds of the process tree and its peak resident memory per role."""
