@@ -38,6 +38,7 @@ from rft.algo.config import Advantage, Aggregation, AlgoName, KLEstimator
 from rft.data.readers import DataFormat
 from rft.errors import ConfigError  # noqa: F401  (defined in rft.errors; imported from here across rft)
 from rft.tasks.base import PromptStyle
+from rft.tracking.result import Direction
 from rft.weights.modes import WeightSync, validate_mode
 
 
@@ -253,6 +254,11 @@ class TrainerConfig:
     eval_every: int = 0
     log_every: int = 1
     progress: bool = True
+    # The metric a sweep optimises: written to result.json and returned to Hydra sweepers.
+    # null: the stage's own (ans_sft/cot_sft: eval/loss, minimize; rl/zero: reward/mean, maximize;
+    # reason_rft: eval/id/score, maximize). A named metric needs its direction.
+    optimized_metric: str | None = None
+    optimized_direction: Direction | None = None
 
 
 @dataclass
@@ -358,6 +364,11 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.max_steps >= 1, "trainer.max_steps", "must be >= 1")
     _require(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step", "must be >= 1")
     _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
+    _require(
+        cfg.trainer.optimized_metric is None or cfg.trainer.optimized_direction is not None,
+        "trainer.optimized_direction",
+        f"trainer.optimized_metric={cfg.trainer.optimized_metric} needs a direction: minimize or maximize",
+    )
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
     validate_mode(cfg)
 

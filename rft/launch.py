@@ -6,7 +6,10 @@ or data, unsatisfiable resources, a run stopped on purpose) ends it with one lin
 `-m` runs a sweep; with `hydra/launcher=ray_jobs` every point is its own Ray Job. `--help`
 lists the groups.
 
-The function returns the run's final metric so Hydra sweepers (e.g. Optuna) can use it.
+The function returns the run's optimised metric (`trainer.optimized_metric`; by default the
+stage's own: the SFT eval loss, the RL reward, Reason-RFT's ID accuracy) as it is, so Hydra
+sweepers (e.g. Optuna) can use it; tell the sweeper its direction (Optuna's `direction`), which
+`result.json` records next to the value (`optimized.direction`).
 """
 
 from __future__ import annotations

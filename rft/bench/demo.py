@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rft.bench import runs
+from rft.tracking.result import RunResult
 
 BUDGET_MIN = 15.0  # the embedded default must finish within this on 2 cores
 PHASES = ("sft", "rl")
@@ -51,14 +52,15 @@ def chance_levels(run_dir: Path) -> dict[str, float]:
 def seed_row(seed: int, launch: runs.LaunchResult) -> dict[str, Any]:
     """Evaluation after SFT and after RL, the final SFT loss and the wall time of one seed."""
     result = runs.read_result(Path(launch.run_dir))
-    stage2 = result.get("stage2", {})
+    stage1 = (result.stage1 if result else None) or RunResult("cot_sft")
+    stage2 = (result.stage2 if result else None) or RunResult("rl")
     cpu_min = launch.cpu_s / 60 if launch.cpu_s is not None else float("nan")
     row: dict[str, Any] = {"seed": seed, "ok": launch.ok, "wall_min": round(launch.wall_s / 60, 2), "cpu_min": round(cpu_min, 2)}
-    for phase, metrics in (("sft", stage2.get("eval_before", {})), ("rl", stage2.get("eval_after", {}))):
+    for phase, metrics in (("sft", stage2.eval_before or {}), ("rl", stage2.eval_after or {})):
         for cell in CELLS:
             row[f"{phase} {cell}"] = float(metrics.get(_KEYS[cell], float("nan")))
-    row["sft loss"] = float(result.get("stage1", {}).get("metrics", {}).get("loss", float("nan")))
-    row["rl reward (last step)"] = float(stage2.get("metrics", {}).get("reward/mean", float("nan")))
+    row["sft loss"] = float(stage1.metrics.get("loss", float("nan")))
+    row["rl reward (last step)"] = float(stage2.metrics.get("reward/mean", float("nan")))
     return row
 
 

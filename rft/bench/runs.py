@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rft.tracking import result as result_file
+from rft.tracking.result import RunResult
+
 LOG_NAME = "launch.out"
 TAIL_LINES = 20
 KILLED = -9  # the return code recorded for a run stopped at its time limit
@@ -195,9 +198,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [row for row in rows if "timing/step_s" in row]
 
 
-def read_result(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def read_result(run_dir: Path) -> RunResult | None:
+    """The run's `result.json` (None when the run wrote none)."""
+    return result_file.read_result(run_dir)
 
 
 def median_after_warmup(rows: list[dict[str, Any]], key: str) -> float:

@@ -93,8 +93,9 @@ def cmd_status(args, client) -> int:
     if run_dir:
         print(f"run folder: {run_dir}")
     if status == "SUCCEEDED":
-        result = job_result(client, args.submission_id, run_dir) or {}
-        print(f"final metric: {result.get('final_metric')}")
+        result = job_result(client, args.submission_id, run_dir)
+        opt = result.optimized if result is not None else None
+        print(f"final metric: {opt.value if opt else None}" + (f" ({opt.name}, {opt.direction})" if opt else ""))
     return 0 if status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
 
 

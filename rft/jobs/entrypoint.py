@@ -11,7 +11,8 @@ project, whose copy is the job's working directory), so each job composes the sa
 `cluster.address=auto` matters: inside a job Ray sets RAY_ADDRESS, and the trainer's default
 (start a local Ray with `num_cpus`) would be refused. The second command prints `result.json` as one
 marked log line, so a submitter that cannot read the run folder (a remote cluster without a shared
-file system) still gets the final metric from the job's log.
+file system) still gets the result from the job's log. Both are read as
+`rft.tracking.result.RunResult`.
 
 `<python>` is the submitting interpreter (`sys.executable`, the venv) for a cluster on this machine,
 since the job's working_dir copy has no venv; for a remote cluster it is `python` on the nodes'
@@ -23,12 +24,12 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
 
 from rft.jobs.cluster import is_local_url
+from rft.tracking.result import RESULT_FILE, RunResult, read_result  # noqa: F401 (the one reader, re-exported)
 
-RESULT_FILE = "result.json"
 RESULT_MARKER = "RFT_RESULT "
 # Overrides the entrypoint sets itself; a point's own values for them are dropped.
 OWNED_KEYS = ("hydra.run.dir", "cluster.address")
@@ -74,28 +75,20 @@ def config_args(config_name: str | None, config_dirs: Iterable[str], root: Path 
     return args
 
 
-def read_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """`<run_dir>/result.json`, or None when it is not there (yet, or not on this machine)."""
-    path = Path(run_dir) / RESULT_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def result_line(result: RunResult) -> str:
+    """The marked log line carrying a run's whole result (one line of JSON)."""
+    return RESULT_MARKER + json.dumps(result.to_dict(), default=str)
 
 
-def result_line(result: dict[str, Any]) -> str:
-    """The marked log line carrying a run's final metric and metrics."""
-    return RESULT_MARKER + json.dumps({"final_metric": result.get("final_metric"), "metrics": result.get("metrics")}, default=str)
-
-
-def result_from_logs(logs: str) -> dict[str, Any] | None:
+def result_from_logs(logs: str) -> RunResult | None:
     """The last marked result line in a job's log, parsed; None when there is none."""
     for line in reversed(logs.splitlines()):
         if line.startswith(RESULT_MARKER):
             try:
-                return json.loads(line[len(RESULT_MARKER) :])
+                data = json.loads(line[len(RESULT_MARKER) :])
             except ValueError:
                 return None
+            return RunResult.from_dict(data) if isinstance(data, dict) else None
     return None
 
 

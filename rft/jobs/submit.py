@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Iterable, Sequence
 
 from rft.jobs.entrypoint import entrypoint, log_tail, read_result, result_from_logs, task_overrides
+from rft.tracking.result import RunResult
 
 # A freshly started head serves HTTP before its job agent registers ("No available agent").
 AGENT_WAIT_S = 30.0
@@ -69,7 +70,7 @@ def submit_run(
             time.sleep(1.0)
 
 
-def job_result(client, submission_id: str, run_dir: str | None) -> dict[str, Any] | None:
+def job_result(client, submission_id: str, run_dir: str | None) -> RunResult | None:
     """A finished job's result: its run folder's result.json if readable here, else its log line."""
     if run_dir:
         result = read_result(run_dir)

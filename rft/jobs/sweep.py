@@ -37,6 +37,7 @@ class Point:
     status: str = "PENDING"
     final_metric: float | None = None
     metrics: dict[str, Any] | None = None
+    optimized: str | None = None  # the final metric's name and direction, e.g. "reward/mean (maximize)"
     message: str | None = None
     log_tail: str | None = None
 
@@ -79,6 +80,12 @@ class SweepState:
         return cls(**data)
 
 
+def describe(result) -> str | None:
+    """A `RunResult`'s optimised metric as "name (direction)"; None when it names none."""
+    opt = result.optimized
+    return f"{opt.name} ({opt.direction})" if opt is not None else None
+
+
 def first_line(message: str | None) -> str | None:
     """Ray's job message without the log excerpt it appends to failures (rft keeps its own tail)."""
     if not message or not message.strip():
@@ -108,9 +115,10 @@ def status_table(state: SweepState):
 def _finish(client, state: SweepState, point: Point, tail_lines: int, report: Callable[[str], None]) -> None:
     """Record a point that just ended: its result when it succeeded, its log tail otherwise."""
     if point.status == "SUCCEEDED":
-        result = job_result(client, point.submission_id, point.run_dir) or {}
-        point.final_metric = result.get("final_metric")
-        point.metrics = result.get("metrics")
+        result = job_result(client, point.submission_id, point.run_dir)
+        if result is not None:
+            point.final_metric, point.metrics = result.final_metric, result.metrics
+            point.optimized = describe(result)
         return
     point.log_tail = failure_tail(client, point.submission_id, tail_lines)
     report(f"point {point.index} ({state.short_label(point)}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}")

@@ -10,16 +10,16 @@ when the launch is resumed. mlflow holds a parent run with the two stages as chi
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
-from rft.trainer import RESULT_FILE, run_rl, run_sft, write_result
 from rft.data.splits import DataSplits
 from rft.tasks import PromptStyle
 from rft.tracking import make_tracker
+from rft.tracking.result import RESULT_FILE, RunResult, read_result
+from rft.trainer import run_rl, run_sft
+from rft.trainer.stage import optimized_target, run_stage
 
 
 class StageOneMissing(FileNotFoundError):
@@ -37,44 +37,61 @@ def split_for_stages(records: list, sft_samples: int, rl_data: str) -> tuple[lis
 
 
 def stage_one_model(stage1_dir: Path) -> Path:
-    result_file = stage1_dir / RESULT_FILE
-    if not result_file.exists():
-        raise StageOneMissing(f"stage 1 has not finished: {result_file} does not exist")
-    hf = Path(json.loads(result_file.read_text())["checkpoint"]) / "hf"
+    result = read_result(stage1_dir)
+    if result is None or not result.checkpoint:
+        raise StageOneMissing(f"stage 1 has not finished: {stage1_dir / RESULT_FILE} does not exist or names no checkpoint")
+    hf = Path(result.checkpoint) / "hf"
     if not (hf / "config.json").exists():
         raise StageOneMissing(f"stage 1's model folder {hf} is missing or holds no config.json")
     return hf
 
 
-def run_reason_rft(cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits) -> dict[str, Any]:
-    stage1_records, stage2_records = split_for_stages(data.train, cfg.stage.sft_samples, cfg.stage.rl_data)
-    parent = make_tracker(cfg, run_dir, "reason_rft")
-    status = "FAILED"
-    try:
-        stage1_dir = run_dir / "stage1_sft"
-        if (stage1_dir / RESULT_FILE).exists():
-            stage1 = json.loads((stage1_dir / RESULT_FILE).read_text())
-        else:
-            stage1 = run_sft(cfg, stage1_dir, model_path, stage1_records, PromptStyle.cot_sft, parent_run_id=parent.mlflow_run_id)
-            write_result(stage1_dir, stage1)
+class ReasonRFTChain:
+    """The two stages as one `Stage`: setup opens the parent run, train runs stage 1 (unless its
+    result.json exists) and stage 2, each through `run_stage`; cleanup closes the parent run."""
+
+    name = "reason_rft"
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.model_path = model_path
+        self.data = data
+        self.stage1_records, self.stage2_records = split_for_stages(data.train, cfg.stage.sft_samples, cfg.stage.rl_data)
+        self.parent = None
+        self.stage2: RunResult | None = None
+
+    def setup(self) -> None:
+        self.parent = make_tracker(self.cfg, self.run_dir, "reason_rft")
+
+    def train(self) -> RunResult:
+        stage1_dir = self.run_dir / "stage1_sft"
+        stage1 = read_result(stage1_dir)
+        if stage1 is None:
+            stage1 = run_sft(self.cfg, stage1_dir, self.model_path, self.stage1_records, PromptStyle.cot_sft, parent_run_id=self.parent.mlflow_run_id)
         sft_model = stage_one_model(stage1_dir)
-        stage2_data = dataclasses.replace(data, train=stage2_records)
-        stage2 = run_rl(cfg, run_dir / "stage2_rl", str(sft_model), stage2_data, parent_run_id=parent.mlflow_run_id, eval_at_start=True)
-        status = "FINISHED"
-    finally:
-        parent.close(status)
-    table = comparison_table(stage2.get("eval_before", {}), stage2.get("eval_after", {}))
-    (run_dir / "summary.md").write_text(table + "\n")
-    print(table)
-    for stage_dir in ("stage1_sft", "stage2_rl"):
-        print(f"report: {run_dir / stage_dir / 'report.html'}")
-    return {
-        "stage": "reason_rft",
-        "stage1": stage1,
-        "stage2": stage2,
-        "checkpoint": stage2["checkpoint"],
-        "final_metric": stage2.get("eval_after", {}).get("eval/id/score", stage2.get("final_metric")),
-    }
+        stage2_data = dataclasses.replace(self.data, train=self.stage2_records)
+        self.stage2 = run_rl(self.cfg, self.run_dir / "stage2_rl", str(sft_model), stage2_data, parent_run_id=self.parent.mlflow_run_id, eval_around=True)
+        self._summarize(self.stage2)
+        return RunResult(self.name, metrics=dict(self.stage2.metrics), stage1=stage1, stage2=self.stage2)
+
+    def save(self) -> Path:
+        return Path(self.stage2.checkpoint)
+
+    def cleanup(self, status: str) -> None:
+        if self.parent is not None:
+            self.parent.close(str(status))
+
+    def _summarize(self, stage2: RunResult) -> None:
+        table = comparison_table(stage2.eval_before or {}, stage2.eval_after or {})
+        (self.run_dir / "summary.md").write_text(table + "\n")
+        print(table)
+        for stage_dir in ("stage1_sft", "stage2_rl"):
+            print(f"report: {self.run_dir / stage_dir / 'report.html'}")
+
+
+def run_reason_rft(cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits) -> RunResult:
+    return run_stage(ReasonRFTChain(cfg, run_dir, model_path, data), optimized_target(cfg, "reason_rft"))
 
 
 def comparison_table(after_sft: dict[str, float], after_rl: dict[str, float]) -> str:

@@ -13,25 +13,25 @@ owns this loop and nothing else.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
-from rft.errors import UserError
-from rft.types import TrainSample
-from rft.types import Completion, PromptItem, SamplingSettings
-from rft.trainer import checkpoint as ckpt
-from rft.config import ResumeMode
 from rft.data.splits import DataSplits
-from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
+from rft.errors import UserError
+from rft.placement.workers import engine_settings, learner_settings, start_workers
+from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 from rft.tracking import make_tracker
+from rft.tracking.result import RunResult
+from rft.tracking.stats import Timer, timer
+from rft.trainer import checkpoint as ckpt
+from rft.trainer.metrics import RolloutCounts, StepTimes, primary_reward, rl_step_row, rollout_metrics  # noqa: F401 (re-exported)
 from rft.trainer.sampler import EpochSampler
-from rft.placement.workers import Workers, engine_settings, learner_settings, start_workers
+from rft.trainer.stage import LearnerStage
+from rft.types import Completion, PromptItem, SamplingSettings, TrainSample
 from rft.weights.errors import NonFiniteWeights
 from rft.weights.folder import run_sync_dir
 from rft.weights.modes import resolve_mode
@@ -44,42 +44,20 @@ class TrainingStopped(UserError, RuntimeError):
     """The run stopped on purpose (e.g. repeated non-finite updates); a checkpoint was written."""
 
 
-def primary_reward(weights: dict[str, float]) -> str | None:
-    """The task-score reward reported as `accuracy/mean` (the first one that is not `format`)."""
-    return next((name for name in weights if name != "format"), None)
+class RLTrainer(LearnerStage):
+    """A `Stage` (`rft.trainer.stage`); with `eval_around`, it evaluates before its first update
+    (when it starts fresh) and after its last (`eval_before`, `eval_after` in the result)."""
 
+    name = "rl"
 
-def rollout_metrics(completions: list[Completion], max_tokens: int, weights: dict[str, float]) -> dict[str, float]:
-    totals = np.array([c.rewards.get("total", 0.0) for c in completions])
-    lengths = np.array([len(c.token_ids) for c in completions])
-    out = {
-        "reward/mean": float(totals.mean()),
-        "reward/std": float(totals.std()),
-        "response_length/mean": float(lengths.mean()),
-        "response_length/max": float(lengths.max()),
-        "response_length/clip_rate": float(np.mean([c.finish_reason == "length" for c in completions])),
-    }
-    for name in weights:
-        out[f"reward/{name}/mean"] = float(np.mean([c.rewards.get(name, 0.0) for c in completions]))
-    main = primary_reward(weights)
-    out["accuracy/mean"] = out[f"reward/{main}/mean"] if main else float("nan")
-    out["format/mean"] = out.get("reward/format/mean", float("nan"))
-    return out
-
-
-class RLTrainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits, *, run_name: str = "rl", parent_run_id: str | None = None):
-        from rft.models.loading import load_processor
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.model_path = model_path
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits, *, run_name: str = "rl", parent_run_id: str | None = None, eval_around: bool = False
+    ):
+        super().__init__(cfg, run_dir, model_path, run_name=run_name, parent_run_id=parent_run_id)
         self.data = data
-        self.run_name = run_name
-        self.parent_run_id = parent_run_id
-        self.task = task_for(cfg)
+        self.eval_around = eval_around
         self.algo = AlgoSettings.from_config(cfg.algo, max_completion_len=cfg.rollout.max_tokens)
         self.weights = dict(cfg.reward.weights)
-        self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
         self.sampler = EpochSampler(data.train, seed=cfg.trainer.seed)
         self.sampling = SamplingSettings(
             n=cfg.algo.num_generations,
@@ -88,16 +66,13 @@ class RLTrainer:
             top_k=cfg.rollout.top_k,
             max_tokens=cfg.rollout.max_tokens,
         )
-        self.step = 0
         self.bad_updates = 0
-        self.workers: Workers | None = None
-        self.tracker = None
         self.weight_sync: WeightSyncer | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def setup(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resume_from = ckpt.latest(self.run_dir) if self.cfg.trainer.resume == ResumeMode.auto else None
+        resume_from = self._resume_point()
         self.workers = start_workers(
             self.cfg,
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
@@ -110,15 +85,23 @@ class RLTrainer:
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
 
     def _resume(self, checkpoint: Path) -> None:
-        state = ckpt.read_state(checkpoint)
-        self.workers.learners.load(str(checkpoint))
-        self.step = int(state["step"])
-        self.sampler.restore(state["sampler"])
-        ckpt.set_rng_state(state["rng"])
+        self._restore(checkpoint)
         self._sync_weights()
         log.info("resumed from %s at step %d", checkpoint, self.step)
 
-    def train(self) -> dict[str, float]:
+    def train(self) -> RunResult:
+        result = RunResult(self.name)
+        if self.eval_around and self.step == 0:
+            result.eval_before = self.evaluate()
+            self.tracker.log(0, result.eval_before)
+        result.metrics = self._train_steps()
+        if self.eval_around:
+            result.eval_after = self.evaluate()
+            self.tracker.log(self.step, result.eval_after)
+        return result
+
+    def _train_steps(self) -> dict[str, float]:
+        """Step to `trainer.max_steps`; the last step's row."""
         from rft.tracking.progress import progress_bar
 
         last: dict[str, float] = {}
@@ -136,10 +119,7 @@ class RLTrainer:
         return last
 
     def cleanup(self, status: str = "FINISHED") -> None:
-        if self.tracker is not None:
-            self.tracker.close(status)
-        if self.workers is not None:
-            self.workers.shutdown()
+        super().cleanup(status)
         if self.weight_sync is not None:
             self.weight_sync.close()
 
@@ -153,29 +133,27 @@ class RLTrainer:
         completions, timings = self.workers.rollout.generate(items, self.sampling)
         return items, completions, timings
 
-    def _rollouts(self) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
-        """Completions for this step; with dynamic sampling, zero-variance groups are dropped and
-        the batch is refilled with new prompts for up to `max_refill_rounds` rounds."""
+    def _rollouts(self) -> tuple[list[PromptItem], list[Completion], dict[str, float], dict[str, float]]:
+        """Completions for this step, the rollout's times, and with dynamic sampling its counts
+        (rounds, kept groups): zero-variance groups are dropped and the batch is refilled with
+        new prompts for up to `max_refill_rounds` rounds."""
         want = self.cfg.trainer.prompts_per_step
         items, completions, timings = self._generate(want, 0)
         if not self.algo.dynamic_sampling:
-            return items, completions, timings
-        all_completions = list(completions)  # for metrics: everything that was generated
+            return items, completions, timings, {}
         kept_items, kept = self._keep_informative(items, completions)
         rounds = 1
         while len(kept_items) < want and rounds < self.algo.max_refill_rounds:
             more_items, more, more_timings = self._generate(want - len(kept_items), group_offset=rounds * want)
-            all_completions += more
             for key, value in more_timings.items():
                 timings[key] = timings.get(key, 0.0) + value
             new_items, new_kept = self._keep_informative(more_items, more)
             kept_items, kept = kept_items + new_items, kept + new_kept
             rounds += 1
-        timings["dynamic_sampling_rounds"] = float(rounds)
-        timings["dynamic_sampling_kept_groups"] = float(len(kept_items))
+        counts = {"dynamic_sampling_rounds": float(rounds), "dynamic_sampling_kept_groups": float(len(kept_items))}
         if not kept_items:  # nothing informative: train on the first batch (zero advantages)
-            return items, completions, timings
-        return kept_items, kept, timings
+            return items, completions, timings, counts
+        return kept_items, kept, timings, counts
 
     def _keep_informative(self, items, completions):
         rewards = torch.tensor([c.rewards["total"] for c in completions])
@@ -184,62 +162,44 @@ class RLTrainer:
         return [i for i in items if i.group in keep], [c for c in completions if c.group in keep]
 
     def train_step(self) -> dict[str, Any]:
-        start = time.perf_counter()
-        metrics: dict[str, Any] = {}
-        items, completions, timings = self._rollouts()
-        metrics.update(rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights))
+        step = Timer()
+        items, completions, timings, dynamic = self._rollouts()
+        rollout = rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights)
         samples = self._samples(items, completions)
 
         self._rollout_sleep()
-        t0 = time.perf_counter()
-        if self.algo.needs_reference:
-            for sample, ref in zip(samples, self.workers.learners.logprobs(samples, "ref")):
-                sample.ref_logprobs = ref
-        if self.algo.ppo_epochs > 1:
-            for sample, old in zip(samples, self.workers.learners.logprobs(samples, "policy")):
-                sample.old_logprobs = old
-        logprob_s = time.perf_counter() - t0
+        with timer() as logprob:
+            if self.algo.needs_reference:
+                for sample, ref in zip(samples, self.workers.learners.logprobs(samples, "ref")):
+                    sample.ref_logprobs = ref
+            if self.algo.ppo_epochs > 1:
+                for sample, old in zip(samples, self.workers.learners.logprobs(samples, "policy")):
+                    sample.old_logprobs = old
 
-        t0 = time.perf_counter()
-        update = {}
-        for _ in range(self.algo.ppo_epochs):
-            update = self.workers.learners.train_rl(samples, self.algo.loss)
-        update_s = time.perf_counter() - t0
+        with timer() as learn:
+            update = {}
+            for _ in range(self.algo.ppo_epochs):
+                update = self.workers.learners.train_rl(samples, self.algo.loss)
         self._check_update(update)
 
         self._rollout_wake()
         sync = self._sync_weights()
-        step_s = time.perf_counter() - start
-        gen_tokens = sum(len(c.token_ids) for c in completions)
-        learn_tokens = sum(len(s.completion_ids) for s in samples)
-        metrics.update(
-            {
-                "kl": update.get("kl", 0.0),
-                "entropy": update.get("entropy", float("nan")),
-                "clip_frac": update.get("clip_frac", 0.0),
-                "grad_norm": update.get("grad_norm", float("nan")),
-                "lr": update.get("lr", float("nan")),
-                "loss": update.get("loss", float("nan")),
-                "skipped_update": update.get("skipped_update", 0.0),
-                "rollout/logprob_gap": update.get("rollout_logprob_gap", float("nan")),
-                "timing/generate_s": timings.get("generate_s", 0.0),
-                "timing/reward_s": timings.get("reward_s", 0.0),
-                "timing/logprob_s": logprob_s,
-                "timing/update_s": update_s,
-                "timing/sync_s": sync["sync_s"],
-                "timing/step_s": step_s,
-                "rollout/tokens_per_s": gen_tokens / max(timings.get("generate_s", 0.0), 1e-9),
-                "learner/tokens_per_s": learn_tokens * self.algo.ppo_epochs / max(update_s, 1e-9),
-                "memory/learner_peak_rss_gb": update.get("peak_rss_gb", float("nan")),
-                "sync/mb_per_s": sync["bytes"] / 1e6 / max(sync["sync_s"], 1e-9),
-                "weight_version": float(self.step),
-                "samples": float(len(samples)),
-            }
+        step.stop()
+        times = StepTimes(
+            generate_s=timings.get("generate_s", 0.0),
+            reward_s=timings.get("reward_s", 0.0),
+            logprob_s=logprob.seconds,
+            update_s=learn.seconds,
+            sync_s=sync["sync_s"],
+            step_s=step.seconds,
         )
-        for key in ("dynamic_sampling_rounds", "dynamic_sampling_kept_groups"):
-            if key in timings:
-                metrics[f"dapo/{key}"] = timings[key]
-        return metrics
+        counts = RolloutCounts(
+            generated_tokens=sum(len(c.token_ids) for c in completions),
+            learner_tokens=sum(len(s.completion_ids) for s in samples),
+            samples=len(samples),
+            dynamic_sampling=dynamic,
+        )
+        return rl_step_row(rollout, update, times, counts, sync_bytes=sync["bytes"], ppo_epochs=self.algo.ppo_epochs, weight_version=self.step)
 
     @property
     def _shares_gpus(self) -> bool:
@@ -292,12 +252,6 @@ class RLTrainer:
         return {"bytes": stats.bytes, "sync_s": stats.seconds}
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
-        staging = ckpt.staging_dir(self.run_dir, self.step)
-        self.workers.learners.save(str(staging))
-        state = {"step": self.step, "sampler": self.sampler.state(), "rng": ckpt.rng_state(), "stage": "rl", "model_path": self.model_path}
-        return ckpt.finalize(self.run_dir, self.step, state, self.cfg.trainer.keep_last)
-
     def evaluate(self) -> dict[str, float]:
         from rft.eval.runner import evaluate_splits
 

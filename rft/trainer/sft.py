@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
 from rft.data.records import Record
 from rft.errors import UserError
-from rft.types import TrainSample
-from rft.trainer import checkpoint as ckpt
-from rft.config import ResumeMode
+from rft.placement.workers import learner_settings, start_workers
 from rft.tasks import PromptStyle
-from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
+from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 from rft.tracking import make_tracker
+from rft.tracking.result import RunResult
+from rft.tracking.stats import timer
+from rft.trainer.metrics import sft_step_row
 from rft.trainer.sampler import EpochSampler
-from rft.placement.workers import Workers, learner_settings, start_workers
+from rft.trainer.stage import LearnerStage
+from rft.types import TrainSample
 
 log = logging.getLogger(__name__)
 END_OF_TURN = "<|im_end|>"
@@ -58,26 +58,19 @@ def usable_records(task, records: list[Record], style: PromptStyle, max_bad_frac
     return kept, skipped
 
 
-class SFTTrainer:
+class SFTTrainer(LearnerStage):
+    """A `Stage` (`rft.trainer.stage`): setup, train, save, cleanup."""
+
     def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, records: list[Record], style: PromptStyle, *, run_name: str = "sft", parent_run_id: str | None = None):
-        from rft.models.loading import load_processor
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.model_path = model_path
+        super().__init__(cfg, run_dir, model_path, run_name=run_name, parent_run_id=parent_run_id)
         self.style = style
-        self.run_name = run_name
-        self.parent_run_id = parent_run_id
-        self.task = task_for(cfg)
-        self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+        self.name = str(style)
         usable, self.skipped = usable_records(self.task, records, style, cfg.data.max_bad_fraction)
         n_eval = int(len(usable) * cfg.sft.eval_fraction) if len(usable) > 20 else 0
         self.eval_records = usable[:n_eval]
         self.train_records = usable[n_eval:]
         self.sampler = EpochSampler(self.train_records, seed=cfg.trainer.seed)
         self.total_steps = self._total_steps()
-        self.step = 0
-        self.workers: Workers | None = None
-        self.tracker = None
 
     def _total_steps(self) -> int:
         if self.cfg.sft.max_steps is not None:
@@ -86,15 +79,11 @@ class SFTTrainer:
 
     def setup(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resume_from = ckpt.latest(self.run_dir) if self.cfg.trainer.resume == ResumeMode.auto else None
+        resume_from = self._resume_point()
         settings = learner_settings(self.cfg, self.model_path, sft=True, total_steps=self.total_steps, need_reference=False)
         self.workers = start_workers(self.cfg, learner=settings, engine=None)
         if resume_from is not None:
-            state = ckpt.read_state(resume_from)
-            self.workers.learners.load(str(resume_from))
-            self.step = int(state["step"])
-            self.sampler.restore(state["sampler"])
-            ckpt.set_rng_state(state["rng"])
+            self._restore(resume_from)
             log.info("resumed SFT from %s at step %d", resume_from, self.step)
         self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
 
@@ -111,7 +100,11 @@ class SFTTrainer:
             out.append(TrainSample(item, tokenizer.encode(target, add_special_tokens=False)))
         return out
 
-    def train(self) -> dict[str, float]:
+    def train(self) -> RunResult:
+        return RunResult(self.name, self._train_steps())
+
+    def _train_steps(self) -> dict[str, float]:
+        """Step to `total_steps`; the last step's row."""
         from rft.tracking.progress import progress_bar
 
         metrics: dict[str, float] = {}
@@ -128,29 +121,7 @@ class SFTTrainer:
         return metrics
 
     def train_step(self) -> dict[str, float]:
-        start = time.perf_counter()
-        samples = self.samples(self.sampler.take(self.cfg.sft.batch_size))
-        update = self.workers.learners.train_sft(samples)
-        step_s = time.perf_counter() - start
-        return {
-            "loss": update["loss"],
-            "grad_norm": update["grad_norm"],
-            "lr": update["lr"],
-            "skipped_update": update["skipped_update"],
-            "timing/update_s": update["update_s"],
-            "timing/step_s": step_s,
-            "learner/tokens_per_s": update["tokens"] / max(update["update_s"], 1e-9),
-            "epoch": float(self.sampler.epoch),
-        }
-
-    def save_checkpoint(self) -> Path:
-        staging = ckpt.staging_dir(self.run_dir, self.step)
-        self.workers.learners.save(str(staging))
-        state: dict[str, Any] = {"step": self.step, "sampler": self.sampler.state(), "rng": ckpt.rng_state(), "stage": self.style, "model_path": self.model_path}
-        return ckpt.finalize(self.run_dir, self.step, state, self.cfg.trainer.keep_last)
-
-    def cleanup(self, status: str = "FINISHED") -> None:
-        if self.tracker is not None:
-            self.tracker.close(status)
-        if self.workers is not None:
-            self.workers.shutdown()
+        with timer() as step:
+            samples = self.samples(self.sampler.take(self.cfg.sft.batch_size))
+            update = self.workers.learners.train_sft(samples)
+        return sft_step_row(update, step.seconds, self.sampler.epoch)

@@ -62,6 +62,7 @@ def test_two_point_sweep_of_the_tiny_rl_job_succeeds(ray_head, job_env, run_rft,
         assert point.run_dir == str(sweep_dir / str(index))
         result = json.loads((sweep_dir / str(index) / "result.json").read_text())
         assert point.final_metric == result["final_metric"] and point.metrics == result["metrics"]
+        assert point.optimized == "reward/mean (maximize)" == f"{result['optimized']['name']} ({result['optimized']['direction']})"
         assert str(client.get_job_status(point.submission_id).value) == "SUCCEEDED"
         assert "RFT_RESULT " in client.get_job_logs(point.submission_id)  # the metric also reaches remote submitters
     print(f"2-point tiny RL sweep: {elapsed:.0f} s")

@@ -20,6 +20,7 @@ from rft.jobs import runtime_env as rtenv
 from rft.jobs import sweep
 from rft.jobs.cluster import ClusterUnreachable, connect, resolve_address
 from rft.jobs.compose import PointError, compose_run
+from rft.tracking.result import Direction, Optimized, RunResult, write_result
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,14 +53,19 @@ def test_job_python_is_the_venv_for_a_local_cluster_only():
     assert ep.job_python("http://head.example:8265", "/opt/py") == "/opt/py"
 
 
+def _result(value: float, metrics: dict) -> RunResult:
+    return RunResult("rl", metrics, "/runs/x/checkpoints/step_2", optimized=Optimized("reward/mean", Direction.maximize, value))
+
+
 def test_result_line_round_trips_through_a_log(tmp_path):
-    (tmp_path / "result.json").write_text('{"final_metric": 0.25, "metrics": {"reward/mean": 0.5}, "stage": "rl"}')
+    write_result(tmp_path, _result(0.25, {"reward/mean": 0.5}))
     from rft.jobs.result import main
 
     assert main([str(tmp_path)]) == 0
     line = ep.result_line(ep.read_result(tmp_path))
     parsed = ep.result_from_logs(f"noise\n{line}\nmore noise\n")
-    assert parsed == {"final_metric": 0.25, "metrics": {"reward/mean": 0.5}}
+    assert parsed == _result(0.25, {"reward/mean": 0.5})
+    assert (parsed.final_metric, parsed.optimized.direction) == (0.25, "maximize")
     assert main([str(tmp_path / "missing")]) == 1
     assert ep.result_from_logs("no marker here") is None
 
@@ -160,12 +166,12 @@ class FakeJobs:
 def test_follow_records_results_and_failure_tails(tmp_path):
     state = _state(tmp_path)
     (tmp_path / "0").mkdir()
-    (tmp_path / "0" / "result.json").write_text('{"final_metric": 0.75, "metrics": {"m": 1}}')
+    write_result(tmp_path / "0", _result(0.75, {"m": 1}))
     logs = {"job1": "\n".join(f"line {i}" for i in range(100)) + "\nValueError: boom"}
     client = FakeJobs({"job0": ["PENDING", "RUNNING", "SUCCEEDED"], "job1": ["RUNNING", "FAILED"]}, logs)
     sweep.follow(client, state, poll_s=0.01, tail_lines=3)
     ok, bad = state.points
-    assert (ok.status, ok.final_metric, ok.metrics) == ("SUCCEEDED", 0.75, {"m": 1})
+    assert (ok.status, ok.final_metric, ok.metrics, ok.optimized) == ("SUCCEEDED", 0.75, {"m": 1}, "reward/mean (maximize)")
     assert bad.status == "FAILED" and bad.log_tail == "line 98\nline 99\nValueError: boom"
     assert bad.message == "failed"  # Ray's appended log excerpt is cut; rft keeps its own tail
     saved = sweep.SweepState.load(state.path)
@@ -174,7 +180,7 @@ def test_follow_records_results_and_failure_tails(tmp_path):
 
 def test_follow_reads_the_metric_from_the_log_when_the_run_folder_is_remote(tmp_path):
     state = _state(tmp_path, n=1)
-    client = FakeJobs({"job0": ["SUCCEEDED"]}, {"job0": "x\n" + ep.result_line({"final_metric": 0.125, "metrics": {}})})
+    client = FakeJobs({"job0": ["SUCCEEDED"]}, {"job0": "x\n" + ep.result_line(_result(0.125, {}))})
     sweep.follow(client, state, poll_s=0.01)
     assert state.points[0].final_metric == 0.125
 

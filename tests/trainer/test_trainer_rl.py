@@ -72,6 +72,15 @@ def test_checkpoint_is_a_huggingface_model(zero2_run):
     assert (zero2_run / "result.json").exists() and (zero2_run / "report.html").exists()
 
 
+def test_result_names_the_reward_to_maximise(zero2_run):
+    from rft.tracking.result import read_result
+
+    result = read_result(zero2_run)
+    last = [row for row in _metrics(zero2_run) if "reward/mean" in row][-1]
+    assert (result.stage, result.status, result.optimized.name, result.optimized.direction) == ("rl", "FINISHED", "reward/mean", "maximize")
+    assert result.final_metric == last["reward/mean"] and result.checkpoint.endswith("step_3")
+
+
 def test_zero3_from_the_checkpoint_in_vllm(zero2_run, tmp_path):
     """ZeRO-3 learners, with vLLM loading the previous run's HF checkpoint as its model."""
     hf = zero2_run / "checkpoints" / "step_3" / "hf"

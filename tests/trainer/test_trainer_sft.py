@@ -23,6 +23,8 @@ def test_ans_sft_loss_falls(ray_cluster, tmp_path):
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0], losses
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["stage"] == "ans_sft" and result["checkpoint"].endswith("step_8")
+    assert result["optimized"]["direction"] == "minimize" and result["optimized"]["name"] in ("eval/loss", "loss")
+    assert result["final_metric"] == result["optimized"]["value"] <= losses[0]
     assert (tmp_path / "checkpoints" / "step_8" / "hf" / "model.safetensors").exists()
 
 
