@@ -158,18 +158,25 @@ def run_peer(out: Path, size: str, args, trainable: int | None, peak_flops: floa
     result = json.loads(result_path.read_text()) if returncode == 0 and result_path.exists() else {}
     if not result:
         print(f"[rft.bench rl] {size} / peer {args.peer} failed (exit {returncode}); see {run_dir / runs.LOG_NAME}", flush=True)
-    steps = peer_steps(result)
-    summary: dict[str, Any] = {"size": size, "engine": f"peer: {args.peer}", "sync": "-", "ok": bool(result), "steps": len(steps)}
-    summary["step s"] = runs.median_after_warmup(steps, "step_s")
-    summary["generate+score s"] = runs.median_after_warmup(steps, "generate_score_s")
-    summary["update s"] = summary["step s"] - summary["generate+score s"]  # the rest of TRL's step
-    tokens = args.prompts * GENERATIONS * _completion_length(result)
-    summary["learner tok/s"] = tokens / summary["update s"] if summary["update s"] > 0 else float("nan")
-    summary["peak RSS GB"] = result.get("peak_rss_gb", float("nan"))
+    summary = summarize_peer(size, args.peer, result, tokens_per_step=args.prompts * GENERATIONS)
     summary["cpu s"] = cpu_s if cpu_s is not None else float("nan")
     summary["load"] = f"{load_before:.0f}-{runs.load_average():.0f}"
     add_compute(summary, trainable, peak_flops)
     return {"summary": summary, "result": result, "returncode": returncode, "note": "the peer's update s is its step minus generate+score (includes TRL's bookkeeping)"}
+
+
+def summarize_peer(size: str, peer: str, result: dict[str, Any], tokens_per_step: int) -> dict[str, Any]:
+    """The peer's table row: medians after the warm-up step; its update is the rest of its step
+    after generate+score, its learner tokens/s the completion tokens over that."""
+    steps = peer_steps(result)
+    summary: dict[str, Any] = {"size": size, "engine": f"peer: {peer}", "sync": "-", "ok": bool(result), "steps": len(steps)}
+    summary["step s"] = runs.median_after_warmup(steps, "step_s")
+    summary["generate+score s"] = runs.median_after_warmup(steps, "generate_score_s")
+    summary["update s"] = summary["step s"] - summary["generate+score s"]  # the rest of TRL's step
+    tokens = tokens_per_step * _completion_length(result)
+    summary["learner tok/s"] = tokens / summary["update s"] if summary["update s"] > 0 else float("nan")
+    summary["peak RSS GB"] = result.get("peak_rss_gb", float("nan"))
+    return summary
 
 
 def peer_steps(result: dict[str, Any]) -> list[dict[str, float]]:

@@ -99,3 +99,14 @@ def test_comparison_table_shows_speedup_and_placeholders(capsys, monkeypatch):
 def test_number_cells():
     assert rl._num(float("nan")) == "-" and rl._num("x") == "-"
     assert rl._num(1234.4) == "1,234" and rl._num(3.14159) == "3.14"
+
+
+def test_peer_row_from_its_result():
+    result = {"step_s": [9.0, 3.0, 5.0], "generate_score_s": [6.0, 2.0, 3.0], "peak_rss_gb": 1.8,
+              "logs": [{"completions/mean_length": 32.0}, {"completions/mean_length": 32.0}, {"completions/mean_length": 30.0}]}
+    row = rl.summarize_peer("tiny", "trl", result, tokens_per_step=32)
+    assert row["ok"] and row["steps"] == 3 and row["engine"] == "peer: trl"
+    assert row["step s"] == 4.0 and row["generate+score s"] == 2.5 and row["update s"] == 1.5
+    assert row["learner tok/s"] == pytest.approx(32 * 31.0 / 1.5) and row["peak RSS GB"] == 1.8
+    failed = rl.summarize_peer("tiny", "trl", {}, tokens_per_step=32)
+    assert not failed["ok"] and math.isnan(failed["step s"]) and math.isnan(failed["learner tok/s"])
