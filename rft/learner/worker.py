@@ -110,7 +110,8 @@ def deepspeed_config(settings: LearnerSettings, with_optimizer: bool = True) -> 
     if uses_autocast(settings):
         config["torch_autocast"] = {"enabled": True, "dtype": str(settings.dtype)}
     if with_optimizer:
-        config["gradient_clipping"] = settings.max_grad_norm
+        # Without ZeRO, DeepSpeed clips but drops the norm; the learner then clips itself (`_clip_before_step`).
+        config["gradient_clipping"] = settings.max_grad_norm if settings.zero_stage else 0.0
         config["optimizer"] = {
             "type": "AdamW",
             "params": {"lr": settings.lr, "weight_decay": settings.weight_decay, "betas": [0.9, 0.999], "eps": 1e-8, "torch_adam": True},
@@ -174,6 +175,8 @@ class LearnerWorker:
         self.engine, *_ = deepspeed.initialize(
             model=model, model_parameters=trainable, config=deepspeed_config(self.settings), lr_scheduler=scheduler
         )
+        if self.settings.zero_stage == 0:
+            self._clip_before_step(trainable)
         if self.settings.need_reference:
             self.ref_engine = self._load_reference(deepspeed)
         self.features = FeatureCache(self.processor, self.engine.module)
@@ -203,6 +206,16 @@ class LearnerWorker:
             engine, *_ = deepspeed.initialize(model=ref, config=deepspeed_config(self.settings, with_optimizer=False))
             return engine
         return ref.to(self.device)
+
+    def _clip_before_step(self, params: list[torch.nn.Parameter]) -> None:
+        """Clip the gradients to `max_grad_norm` before every optimizer step and hand the norm to
+        DeepSpeed the way its ZeRO optimizers do (`optimizer._global_grad_norm`, read back by
+        `engine.get_global_grad_norm()`)."""
+
+        def clip(optimizer, _args, _kwargs):
+            optimizer._global_grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.max_grad_norm))
+
+        self.engine.optimizer.register_step_pre_hook(clip)
 
     def _autocast(self, module):
         """bf16 autocast for a model DeepSpeed does not wrap (the reference below ZeRO-3); a

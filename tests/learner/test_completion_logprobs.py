@@ -141,6 +141,7 @@ def test_gather_positions_takes_per_row_indices():
 def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placement, setup, tiny_model):
     """Through DeepSpeed (one rank: no ZeRO; two: ZeRO-3 partitions), fp32: the policy's and the
     reference's log-probs equal the full-logits path of a plain model."""
+    from rft.algo.config import LossSettings
     from rft.learner.group import LearnerGroup
     from rft.learner.worker import LearnerSettings
 
@@ -161,5 +162,13 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
             for row, sample in enumerate(samples):
                 assert len(got[row]) == len(sample.completion_ids)
                 torch.testing.assert_close(torch.tensor(got[row]), expected[row, : len(sample.completion_ids)], rtol=0, atol=1e-4)
+        for sample, ref in zip(samples, got):
+            sample.ref_logprobs, sample.advantage = ref, 1.0 if len(sample.completion_ids) % 2 else -1.0
+        metrics = learner.train_rl(samples, LossSettings(
+            beta=0.04, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean",
+            entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
+        ))
+        assert metrics["skipped_update"] == 0.0 and 0 < metrics["grad_norm"] < float("inf")
+        assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference scores like the initial policy
     finally:
         learner.shutdown()
