@@ -39,7 +39,7 @@ lint: $(STAMP)  ## ruff check and ruff format --check (configured in pyproject.t
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP)  ## the whole suite
+test: lint  ## the house rules, then the whole suite
 	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 test-fast: $(STAMP)  ## the suite without Ray/vLLM/DeepSpeed tests

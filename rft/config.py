@@ -36,7 +36,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rft.algo.config import Advantage, Aggregation, AlgoName, KLEstimator
 from rft.data.readers import DataFormat
-from rft.errors import ConfigError  # noqa: F401  (defined in rft.errors; imported from here across rft)
+from rft.errors import ConfigError
 from rft.tasks.base import PromptStyle
 from rft.tracking.result import Direction
 from rft.weights.modes import WeightSync, validate_mode
@@ -337,7 +337,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 def _reject_targets(node: Any, path: str = "") -> None:
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        for key in node:
             full = f"{path}.{key}" if path else str(key)
             _require(key != "_target_", full, "`_target_` is not allowed: rft selects its own code by name")
             _reject_targets(node._get_node(key), full)
@@ -350,7 +350,7 @@ def validate(cfg: DictConfig) -> None:
 
     _reject_targets(cfg)
     _require(cfg.task.name in TASK_NAMES, "task.name", f"unknown task {cfg.task.name!r}; valid: {', '.join(TASK_NAMES)}")
-    for name, weight in cfg.reward.weights.items():
+    for name in cfg.reward.weights:
         _require(name in REWARD_NAMES, f"reward.weights.{name}", f"unknown reward; valid: {', '.join(REWARD_NAMES)}")
     _require(len(cfg.reward.weights) > 0, "reward.weights", "at least one reward is needed")
     _require(cfg.learner.zero_stage in VALID_ZERO_STAGES, "learner.zero_stage", f"must be one of {VALID_ZERO_STAGES}")

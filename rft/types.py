@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 # Placeholders that only the processor may put in a sequence: a sampled `<|image_pad|>` would
 # make the learner look for image features that do not exist ("image features and image tokens
 # do not match"), so engines never sample these.

@@ -59,7 +59,6 @@ def tiny_image(tmp_path_factory) -> str:
     return str(path)
 
 
-
 @pytest.fixture
 def placement(ray_cluster):
     """`placement(bundles)` reserves a placement group that is removed after the test, so the

@@ -53,7 +53,6 @@ def records(image_dir: Path) -> list[Record]:
     a, b, c = (str(image_dir / f"{n}.png") for n in "abc")
     return [
         Record("r0", [a], "How many objects?", "3", "There are three.", {"subset": "non_choice"}),
-        Record("r1", [a, b], "Initial objects: ('0', 'cube')\nWhat changed?",
-               "change_color(0, 'red')", None, {}),
+        Record("r1", [a, b], "Initial objects: ('0', 'cube')\nWhat changed?", "change_color(0, 'red')", None, {}),
         Record("r2", [c], "Find x.\nA. 3\nB. 5", "3.0", "x is 3.0", {"kind": "rect", "n": 2}),
     ]

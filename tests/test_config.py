@@ -59,12 +59,25 @@ def test_model_conventions():
 
 def test_issue_keys_are_overridable():
     keys = {
-        "model.path": "/tmp/m", "model.max_pixels": 1000, "model.min_pixels": 100,
-        "trainer.max_steps": 3, "trainer.seed": 7, "trainer.save_every": 2,
-        "trainer.prompts_per_step": 4, "trainer.resume": "never", "rollout.engine": "hf",
-        "rollout.num_workers": 2, "rollout.max_tokens": 32, "learner.num_workers": 2,
-        "learner.zero_stage": 2, "algo.num_generations": 4, "algo.lr": 3e-6, "algo.beta": 0.0,
-        "data.train": "/tmp/d.json", "data.image_root": "/tmp", "stage.sft_samples": 10,
+        "model.path": "/tmp/m",
+        "model.max_pixels": 1000,
+        "model.min_pixels": 100,
+        "trainer.max_steps": 3,
+        "trainer.seed": 7,
+        "trainer.save_every": 2,
+        "trainer.prompts_per_step": 4,
+        "trainer.resume": "never",
+        "rollout.engine": "hf",
+        "rollout.num_workers": 2,
+        "rollout.max_tokens": 32,
+        "learner.num_workers": 2,
+        "learner.zero_stage": 2,
+        "algo.num_generations": 4,
+        "algo.lr": 3e-6,
+        "algo.beta": 0.0,
+        "data.train": "/tmp/d.json",
+        "data.image_root": "/tmp",
+        "stage.sft_samples": 10,
         "cluster.address": "auto",
     }
     cfg = _compose([f"{k}={v}" for k, v in keys.items()])
@@ -126,8 +139,19 @@ def test_choices_are_str_enums_after_composition():
     from enum import StrEnum
 
     cfg = _compose([])
-    for key in ("stage.name", "data.format", "sft.prompt", "sft.scheduler", "algo.name", "algo.lr_scheduler",
-                "learner.backend", "tracking.wandb_mode", "eval.prompt", "model.dtype", "rollout.engine"):
+    for key in (
+        "stage.name",
+        "data.format",
+        "sft.prompt",
+        "sft.scheduler",
+        "algo.name",
+        "algo.lr_scheduler",
+        "learner.backend",
+        "tracking.wandb_mode",
+        "eval.prompt",
+        "model.dtype",
+        "rollout.engine",
+    ):
         value = OmegaConf.select(cfg, key)
         assert isinstance(value, StrEnum) and str(value) == value.value, key
     assert all(isinstance(sink, StrEnum) for sink in cfg.tracking.sinks)

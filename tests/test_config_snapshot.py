@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
-
 from rft_test_helpers import compose
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "default_config.yaml"

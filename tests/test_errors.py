@@ -15,17 +15,15 @@ from rft.errors import USER_ERROR_STATUS, UserError, user_errors_as_one_line
 def test_a_user_error_becomes_one_line_and_status_2(capsys):
     from rft.config import ConfigError
 
-    with pytest.raises(SystemExit) as exit_info:
-        with user_errors_as_one_line():
-            raise ConfigError("algo.beta: must be >= 0")
+    with pytest.raises(SystemExit) as exit_info, user_errors_as_one_line():
+        raise ConfigError("algo.beta: must be >= 0")
     assert exit_info.value.code == USER_ERROR_STATUS == 2
     assert capsys.readouterr().err == "error: ConfigError: algo.beta: must be >= 0\n"
 
 
 def test_other_exceptions_keep_their_traceback():
-    with pytest.raises(KeyError):
-        with user_errors_as_one_line():
-            raise KeyError("a bug")
+    with pytest.raises(KeyError), user_errors_as_one_line():
+        raise KeyError("a bug")
 
 
 def test_rfts_input_and_stop_errors_are_user_errors_and_keep_their_builtin_bases():
@@ -33,8 +31,8 @@ def test_rfts_input_and_stop_errors_are_user_errors_and_keep_their_builtin_bases
     from rft.data.readers import DataError
     from rft.eval.journal import EvalSettingsError
     from rft.models.loading import ModelNotFoundError
-    from rft.rewards.common import RewardConfigError
     from rft.placement.cluster import ResourceError
+    from rft.rewards.common import RewardConfigError
     from rft.trainer.rl import TrainingStopped
     from rft.trainer.sft import SFTDataError
 

@@ -99,7 +99,7 @@ def package_cycles(edges: dict[tuple[str, str], str]) -> list[list[str]]:
     def visit(node: str, path: list[str]) -> None:
         for nxt in sorted(graph.get(node, ())):
             if nxt in path:
-                cycle = path[path.index(nxt):]
+                cycle = path[path.index(nxt) :]
                 key = frozenset(cycle)
                 if key not in seen:
                     seen.add(key)

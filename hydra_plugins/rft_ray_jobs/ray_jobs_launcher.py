@@ -19,12 +19,12 @@ No `from __future__ import annotations` here: Hydra imports plugin modules witho
 them in sys.modules, and dataclasses then cannot resolve string annotations.
 """
 
-
 import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -40,15 +40,15 @@ log = logging.getLogger("rft.jobs")
 @dataclass
 class RayJobsLauncherConf:
     _target_: str = "hydra_plugins.rft_ray_jobs.ray_jobs_launcher.RayJobsLauncher"
-    address: Optional[str] = None  # null: cluster.address, then RAY_ADDRESS, then a local head
+    address: str | None = None  # null: cluster.address, then RAY_ADDRESS, then a local head
     wait: bool = True  # follow the jobs and return their final metrics
     poll_s: float = 2.0
     connect_timeout_s: float = 10.0
     log_tail_lines: int = 40  # lines of a failed job's log to report
-    python: Optional[str] = None  # interpreter on the cluster; null: this venv's (local) or `python`
-    runtime_env: Optional[str] = None  # a runtime-env template YAML (jobs/runtime_env.yaml)
-    env_vars: Dict[str, str] = field(default_factory=dict)
-    local_num_cpus: Optional[int] = None  # logical CPUs of a started local head; null: max(cores, 4)
+    python: str | None = None  # interpreter on the cluster; null: this venv's (local) or `python`
+    runtime_env: str | None = None  # a runtime-env template YAML (jobs/runtime_env.yaml)
+    env_vars: dict[str, str] = field(default_factory=dict)
+    local_num_cpus: int | None = None  # logical CPUs of a started local head; null: max(cores, 4)
     stop_on_interrupt: bool = True  # Ctrl-C while waiting stops the sweep's jobs
     dry_run: bool = False  # compose and check every point, print what would be submitted, submit nothing
 
@@ -67,7 +67,7 @@ class RayJobFailed(CompactHydraException):
 @dataclass
 class ComposedPoint:
     index: int
-    overrides: List[str]
+    overrides: list[str]
     config: DictConfig  # full configuration, `hydra` included
     run_dir: str
 
@@ -75,9 +75,9 @@ class ComposedPoint:
 class RayJobsLauncher(Launcher):
     def __init__(self, **params: Any) -> None:
         self.params = RayJobsLauncherConf(**params)
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
-        self.task_function: Optional[TaskFunction] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -98,7 +98,7 @@ class RayJobsLauncher(Launcher):
         check_task_config(cfg)
         return ComposedPoint(index, list(overrides), cfg, run_dir)
 
-    def compose_points(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[ComposedPoint]:
+    def compose_points(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[ComposedPoint]:
         """Every point composed and checked; PointError naming each bad point if any fails."""
         from rft.jobs.compose import PointError, describe
 
@@ -118,7 +118,7 @@ class RayJobsLauncher(Launcher):
         return points
 
     # -- cluster -----------------------------------------------------------------------------
-    def _address(self) -> Optional[str]:
+    def _address(self) -> str | None:
         from rft.jobs.cluster import resolve_address
 
         assert self.config is not None
@@ -132,7 +132,7 @@ class RayJobsLauncher(Launcher):
         client = connect(address, self.params.connect_timeout_s)
         return client, client.get_address()
 
-    def config_args(self) -> List[str]:
+    def config_args(self) -> list[str]:
         """`--config-dir/--config-name` so each job composes this sweep's primary config."""
         from rft.jobs.entrypoint import config_args
         from rft.jobs.runtime_env import project_root
@@ -142,7 +142,7 @@ class RayJobsLauncher(Launcher):
         dirs = [s.path for s in sources if s.provider == "command-line" and s.schema == "file"]
         return config_args(self.config.hydra.job.config_name, dirs, project_root())
 
-    def _runtime_env(self, point: ComposedPoint) -> Dict[str, Any]:
+    def _runtime_env(self, point: ComposedPoint) -> dict[str, Any]:
         from rft.jobs.compose import outputs_root
         from rft.jobs.runtime_env import build_runtime_env, load_template
 
@@ -178,7 +178,7 @@ class RayJobsLauncher(Launcher):
             log.info(f"hydra.launcher.wait=false: not following; see {state.path} or `python -m rft.jobs list --address {url}`")
         return [self._job_return(p, r, self.params.wait, state.path) for p, r in zip(points, records)]
 
-    def _submit_all(self, client, points: List[ComposedPoint], records: list, state) -> None:
+    def _submit_all(self, client, points: list[ComposedPoint], records: list, state) -> None:
         """Submit every point in order; after a refused submission, the rest are not tried."""
         from rft.jobs.entrypoint import job_python
 
@@ -189,7 +189,7 @@ class RayJobsLauncher(Launcher):
                 self._skip_rest(state, point.index)
                 return
 
-    def _dry_run(self, points: List[ComposedPoint]) -> List[JobReturn]:
+    def _dry_run(self, points: list[ComposedPoint]) -> list[JobReturn]:
         """Print each point's run folder and entrypoint; submit nothing."""
         from rft.jobs.entrypoint import entrypoint
 
@@ -200,7 +200,7 @@ class RayJobsLauncher(Launcher):
             log.info(f"\t#{point.index} : {' '.join(filter_overrides(point.overrides))}\n\t    run folder: {point.run_dir}\n\t    entrypoint: {command}")
         return [self._job_return(point, None, False, None) for point in points]
 
-    def _state(self, url: str, points: List[ComposedPoint]):
+    def _state(self, url: str, points: list[ComposedPoint]):
         """The sweep's state: earlier batches (Optuna launches several) plus these points."""
         from rft.jobs.sweep import SWEEP_FILE, Point, SweepState
 
@@ -248,7 +248,7 @@ class RayJobsLauncher(Launcher):
         state.save()
         return record.status != SUBMIT_FAILED
 
-    def _job_return(self, point: ComposedPoint, record, wait: bool, sweep_file: Optional[Path]) -> JobReturn:
+    def _job_return(self, point: ComposedPoint, record, wait: bool, sweep_file: Path | None) -> JobReturn:
         """Hydra's view of a point: COMPLETED with the final metric, or FAILED with RayJobFailed."""
         from rft.jobs.compose import task_config
 
@@ -262,9 +262,7 @@ class RayJobsLauncher(Launcher):
         if record is not None and (record.status == "SUBMIT_FAILED" or (wait and record.status != "SUCCEEDED")):
             ret.status = JobStatus.FAILED
             logs = f"; its log: python -m rft.jobs logs {record.submission_id}" if record.submission_id else ""
-            ret.return_value = RayJobFailed(
-                f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (all points: {sweep_file})"
-            )
+            ret.return_value = RayJobFailed(f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (all points: {sweep_file})")
         else:
             ret.status = JobStatus.COMPLETED
             ret.return_value = record.final_metric if wait and record is not None else None

@@ -60,9 +60,7 @@ def compute_advantages(name: str, rewards: torch.Tensor, group_ids: GroupIds, **
 
 
 @register_advantage("grpo")
-def grpo_advantage(
-    rewards: torch.Tensor, index: torch.Tensor, num_groups: int, *, eps: float = 1e-4, unbiased: bool = True
-) -> torch.Tensor:
+def grpo_advantage(rewards: torch.Tensor, index: torch.Tensor, num_groups: int, *, eps: float = 1e-4, unbiased: bool = True) -> torch.Tensor:
     _, mean, std = group_stats(rewards, index, num_groups, unbiased=unbiased)
     return (rewards.to(torch.float64) - mean[index]) / (std[index] + eps)
 

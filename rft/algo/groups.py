@@ -43,9 +43,7 @@ def _first_appearance_order(inverse: torch.Tensor) -> torch.Tensor:
     return rank[inverse]
 
 
-def group_stats(
-    values: torch.Tensor, index: torch.Tensor, num_groups: int, *, unbiased: bool = True
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def group_stats(values: torch.Tensor, index: torch.Tensor, num_groups: int, *, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-group (count, mean, std), each of shape (K,). Computed in float64 for stability.
 
     With `unbiased=True` (Bessel's correction, torch.std's default, what the seeds used) a group of

@@ -64,9 +64,7 @@ def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1
 
 
-def sequence_kl(
-    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: str = "k1"
-) -> torch.Tensor:
+def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
     """Per-sequence KL (N,): masked sum over tokens. For "KL in the reward" (r - beta * KL),
     where it is computed once at rollout time, without gradient."""
     with torch.no_grad():

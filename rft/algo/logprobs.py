@@ -38,9 +38,7 @@ def token_logprobs(
     return out.reshape(token_ids.shape)
 
 
-def entropy_from_logits(
-    logits: torch.Tensor, *, temperature: float = 1.0, chunk_elems: int = DEFAULT_CHUNK_ELEMS
-) -> torch.Tensor:
+def entropy_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> torch.Tensor:
     """Entropy of softmax(logits / temperature) per position, shape logits.shape[:-1], in fp32."""
     flat = logits.reshape(-1, logits.shape[-1])
     out = _Entropy.apply(flat, float(temperature), _rows(flat, chunk_elems))

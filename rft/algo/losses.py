@@ -76,9 +76,7 @@ def token_mean(values: torch.Tensor, mask: torch.Tensor, *, total_tokens: float 
 
 
 @register_aggregation("seq_mean_token_mean")
-def seq_mean_token_mean(
-    values: torch.Tensor, mask: torch.Tensor, *, total_seqs: float | None = None, **_
-) -> torch.Tensor:
+def seq_mean_token_mean(values: torch.Tensor, mask: torch.Tensor, *, total_seqs: float | None = None, **_) -> torch.Tensor:
     # A completion with no tokens contributes 0 (instead of NaN) but still counts as a sample.
     per_seq = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     return per_seq.sum() / _at_least_one(per_seq.numel() if total_seqs is None else total_seqs)

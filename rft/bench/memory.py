@@ -27,7 +27,7 @@ def role_of_title(title: str) -> str | None:
     `RolloutWorker`); None for other processes and Ray's own workers."""
     if not title.startswith(RAY_TITLE):
         return None
-    name = title[len(RAY_TITLE):].split()[0].split(".")[0] if title[len(RAY_TITLE):].strip() else ""
+    name = title[len(RAY_TITLE) :].split()[0].split(".")[0] if title[len(RAY_TITLE) :].strip() else ""
     return name if name and name not in NOT_ACTORS else None
 
 

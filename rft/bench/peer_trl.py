@@ -196,12 +196,19 @@ def run_peer(size: str, steps: int, prompts: int, max_tokens: int, out: Path) ->
     from datasets import Dataset
 
     dataset = Dataset.from_list(peer_rows(cfg))
-    model = load_model(model_dir, dtype="float32", attn_implementation=cfg.model.attn_implementation, gradient_checkpointing=False, freeze_vision=cfg.model.freeze_vision)
+    model = load_model(
+        model_dir, dtype="float32", attn_implementation=cfg.model.attn_implementation, gradient_checkpointing=False, freeze_vision=cfg.model.freeze_vision
+    )
     processor = load_processor(model_dir, cfg.model.min_pixels, cfg.model.max_pixels)
     bf16 = native_bf16()
     timer = step_timer()
     trainer = GRPOTrainer(
-        model=model, reward_funcs=make_reward(cfg), args=make_args(cfg, out, steps, prompts, bf16), train_dataset=dataset, processing_class=processor, callbacks=[timer]
+        model=model,
+        reward_funcs=make_reward(cfg),
+        args=make_args(cfg, out, steps, prompts, bf16),
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[timer],
     )
     generate_score_s = time_generation(trainer)
     trainer.train()
@@ -223,7 +230,21 @@ def run_peer(size: str, steps: int, prompts: int, max_tokens: int, out: Path) ->
 
 
 def peer_command(size: str, steps: int, prompts: int, max_tokens: int, out: Path) -> list[str]:
-    return [sys.executable, "-m", "rft.bench.peer_trl", "--size", size, "--steps", str(steps), "--prompts", str(prompts), "--max-tokens", str(max_tokens), "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "rft.bench.peer_trl",
+        "--size",
+        size,
+        "--steps",
+        str(steps),
+        "--prompts",
+        str(prompts),
+        "--max-tokens",
+        str(max_tokens),
+        "--out",
+        str(out),
+    ]
 
 
 def trl_available() -> bool:

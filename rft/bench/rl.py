@@ -153,7 +153,9 @@ def run_peer(out: Path, size: str, args, trainable: int | None, peak_flops: floa
     print(f"[rft.bench rl] {size} / peer {args.peer}: {run_dir}", flush=True)
     load_before = runs.load_average()
     with open(run_dir / runs.LOG_NAME, "w") as log:
-        returncode, cpu_s, _ = runs.run_command(peer_trl.peer_command(size, args.steps, args.prompts, args.max_tokens, run_dir), log, args.timeout, args.verbose)
+        returncode, cpu_s, _ = runs.run_command(
+            peer_trl.peer_command(size, args.steps, args.prompts, args.max_tokens, run_dir), log, args.timeout, args.verbose
+        )
     result_path = run_dir / peer_trl.RESULT_NAME
     result = json.loads(result_path.read_text()) if returncode == 0 and result_path.exists() else {}
     if not result:
@@ -162,7 +164,12 @@ def run_peer(out: Path, size: str, args, trainable: int | None, peak_flops: floa
     summary["cpu s"] = cpu_s if cpu_s is not None else float("nan")
     summary["load"] = f"{load_before:.0f}-{runs.load_average():.0f}"
     add_compute(summary, trainable, peak_flops)
-    return {"summary": summary, "result": result, "returncode": returncode, "note": "the peer's update s is its step minus generate+score (includes TRL's bookkeeping)"}
+    return {
+        "summary": summary,
+        "result": result,
+        "returncode": returncode,
+        "note": "the peer's update s is its step minus generate+score (includes TRL's bookkeeping)",
+    }
 
 
 def summarize_peer(size: str, peer: str, result: dict[str, Any], tokens_per_step: int) -> dict[str, Any]:
@@ -205,12 +212,7 @@ def run_point(out: Path, size: str, engine: str, sync: str, args) -> dict[str, A
 
 def bench_points(args) -> list[tuple[str, str, str]]:
     """(size, engine, sync) for every run; the HF engine only reloads folders."""
-    return [
-        (size, engine, sync)
-        for size in args.sizes
-        for engine in args.engines
-        for sync in (args.syncs if engine == "vllm" else ["folder"])
-    ]
+    return [(size, engine, sync) for size in args.sizes for engine in args.engines for sync in (args.syncs if engine == "vllm" else ["folder"])]
 
 
 def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> None:

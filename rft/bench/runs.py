@@ -179,7 +179,7 @@ def _proc_stats() -> dict[int, tuple[int, int, int]]:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        fields = raw[raw.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
         out[int(entry)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))
     return out
 

@@ -19,8 +19,7 @@ from rft.data.readers import FORMATS, DataError, load_records
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rft.data.check",
-                                     description="Load a data file and report what was skipped.")
+    parser = argparse.ArgumentParser(prog="python -m rft.data.check", description="Load a data file and report what was skipped.")
     parser.add_argument("path", help="a JSON/JSONL file, or a saved HF dataset (folder[:split])")
     parser.add_argument("--image-root", default=None)
     parser.add_argument("--fmt", default="auto", choices=FORMATS)
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        result = load_records(args.path, args.image_root, args.fmt, args.max_bad_fraction,
-                              split=args.split, check_images=args.check_images)
+        result = load_records(args.path, args.image_root, args.fmt, args.max_bad_fraction, split=args.split, check_images=args.check_images)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -37,10 +37,11 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from PIL import Image
 
@@ -49,7 +50,6 @@ from rft.data.records import Record
 from rft.errors import UserError
 
 log = logging.getLogger(__name__)
-
 
 
 class DataFormat(StrEnum):
@@ -199,7 +199,7 @@ def _read_jsonl(src: Path) -> Iterator[Any]:
                 yield F.BadField(F.BAD_JSON, f"line {lineno}: {exc}")
 
 
-def _parse_json_item(item: Any, root: str, checker: "_ImageChecker", force: str | None):
+def _parse_json_item(item: Any, root: str, checker: _ImageChecker, force: str | None):
     if isinstance(item, F.BadField):
         return item, None
     if not isinstance(item, dict):
@@ -405,8 +405,7 @@ def _report(result: LoadResult, max_bad_fraction: float) -> None:
             f"first offenders:\n{shown}"
         )
     if bad:
-        log.warning("%s: loaded %d records, skipped %d (%s)",
-                    result.source, len(result), bad, summary)
+        log.warning("%s: loaded %d records, skipped %d (%s)", result.source, len(result), bad, summary)
         for ex in result.bad_examples[:_SHOWN_OFFENDERS]:
             log.warning("  skipped %s", ex)
     else:

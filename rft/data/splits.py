@@ -49,7 +49,12 @@ def load_data(cfg: DictConfig) -> DataSplits:
     """The task's train/ID/OOD records: the configured files, or its cached synthetic set."""
     if cfg.data.train is None:
         folder = synthetic_dir(cfg)
-        splits = DataSplits(_read(str(folder / "train.json"), cfg), _read(str(folder / "test_id.json"), cfg), _read(str(folder / "test_ood.json"), cfg), f"synthetic {cfg.task.name} in {folder}")
+        splits = DataSplits(
+            _read(str(folder / "train.json"), cfg),
+            _read(str(folder / "test_id.json"), cfg),
+            _read(str(folder / "test_ood.json"), cfg),
+            f"synthetic {cfg.task.name} in {folder}",
+        )
     else:
         splits = DataSplits(
             _read(cfg.data.train, cfg),

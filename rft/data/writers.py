@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from rft.data.records import Record
 
@@ -69,9 +70,7 @@ def rl_item(record: Record, image_root: str | os.PathLike, extras: bool = True) 
     return item
 
 
-def sharegpt_item(
-    record: Record, image_root: str | os.PathLike, user: str, assistant: str
-) -> dict[str, Any]:
+def sharegpt_item(record: Record, image_root: str | os.PathLike, user: str, assistant: str) -> dict[str, Any]:
     return {
         "id": record.id,
         "image": image_field(record.images, image_root),

@@ -9,8 +9,9 @@ run and stage when several are compared); checkpoints without a step are left ou
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rft.eval.runner import ALL
 

@@ -15,8 +15,9 @@ completions in the `<think>…</think><answer>…</answer>` format).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig
 

@@ -71,8 +71,7 @@ def expand_entry(key: str, entry: str, arch_hint: str | None = None) -> list[Tar
         found = run_checkpoints(local)
         if not found:
             raise ModelNotFoundError(
-                f"{key}={entry}: folder {local.resolve()} holds no model (no config.json) and no "
-                "training checkpoints (checkpoints/step_<N>/hf) under it"
+                f"{key}={entry}: folder {local.resolve()} holds no model (no config.json) and no training checkpoints (checkpoints/step_<N>/hf) under it"
             )
         return [Target(entry, label, step, str(folder)) for label, step, folder in found]
     folder = _resolve(key, entry, arch_hint)

@@ -28,8 +28,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -279,5 +280,7 @@ def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log:
     url = f"http://127.0.0.1:{dashboard_port}"
     wait_for_job_server(url)
     wait_for_job_agent(temp_dir)
-    log(f"local Ray head ready at {url} ({cpus} CPUs); it keeps running for later sweeps and `python -m rft.jobs`; `ray stop` ends it (and every other Ray on this machine)")
+    log(
+        f"local Ray head ready at {url} ({cpus} CPUs); it keeps running for later sweeps and `python -m rft.jobs`; `ray stop` ends it (and every other Ray on this machine)"
+    )
     return url

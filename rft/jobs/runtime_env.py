@@ -16,8 +16,9 @@ in a template: runtime environments are visible in the dashboard.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rft.paths import FORWARDED_ENV, PATH_ENV
 

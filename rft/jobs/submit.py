@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rft.jobs.entrypoint import entrypoint, log_tail, read_result, result_from_logs, task_overrides
 from rft.tracking.result import RunResult

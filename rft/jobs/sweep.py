@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rft.jobs.submit import TERMINAL, failure_tail, job_result
 
@@ -74,7 +75,7 @@ class SweepState:
         return " ".join(o for o in point.overrides if o not in shared) or point.label
 
     @classmethod
-    def load(cls, path: str | Path) -> "SweepState":
+    def load(cls, path: str | Path) -> SweepState:
         data = json.loads(Path(path).read_text())
         data["points"] = [Point(**p) for p in data["points"]]
         return cls(**data)
@@ -121,7 +122,9 @@ def _finish(client, state: SweepState, point: Point, tail_lines: int, report: Ca
             point.optimized = describe(result)
         return
     point.log_tail = failure_tail(client, point.submission_id, tail_lines)
-    report(f"point {point.index} ({state.short_label(point)}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}")
+    report(
+        f"point {point.index} ({state.short_label(point)}) {point.status}: {point.message or ''}\nlast lines of job {point.submission_id}:\n{point.log_tail}"
+    )
 
 
 def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str], None] = log.info) -> bool:

@@ -27,4 +27,3 @@ def write_hf_checkpoint(state: dict[str, torch.Tensor], config, processor, sourc
         shutil.copy(generation, out / "generation_config.json")
     write_safetensors(state, out)
     return out
-

@@ -12,10 +12,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rft.tracking.stats import LEARNER_STATS, merge_stats
 from rft.algo.config import LossSettings
-from rft.types import TrainSample
 from rft.learner.worker import LearnerSettings, LearnerWorker
+from rft.tracking.stats import LEARNER_STATS, merge_stats
+from rft.types import TrainSample
 
 
 def shard_bounds(n: int, world_size: int) -> list[tuple[int, int]]:

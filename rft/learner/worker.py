@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rft.algo.config import LossSettings
-from rft.types import vision_token_ids
-from rft.types import TrainSample
 from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
 from rft.tracking.stats import LEARNER_STATS, merge_stats
+from rft.types import TrainSample, vision_token_ids
 from rft.weights.errors import NonFiniteWeights
 
 if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
@@ -169,12 +168,10 @@ class LearnerWorker:
         self.device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
         model, self.processor = self._load_policy()
         trainable = [p for p in model.parameters() if p.requires_grad]
-        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
+        scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(
             opt, _lr_lambda(self.settings.lr_scheduler, self.settings.warmup_steps, self.settings.total_steps)
         )
-        self.engine, *_ = deepspeed.initialize(
-            model=model, model_parameters=trainable, config=deepspeed_config(self.settings), lr_scheduler=scheduler
-        )
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=trainable, config=deepspeed_config(self.settings), lr_scheduler=scheduler)
         if self.settings.zero_stage == 0:
             self._clip_before_step(trainable)
         if self.settings.need_reference:
@@ -247,7 +244,6 @@ class LearnerWorker:
 
     def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False, entropy_grad: bool = False):
         from rft.algo import entropy_from_logits, token_logprobs
-
         from rft.models.heads import head_at
 
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs().items()}
@@ -291,8 +287,15 @@ class LearnerWorker:
             ref = batch.per_token([s.ref_logprobs for s in batch.samples]) if batch.samples[0].ref_logprobs is not None else None
             rollout = batch.per_token([s.rollout_logprobs for s in batch.samples]) if all(s.rollout_logprobs is not None for s in batch.samples) else None
             return policy_loss(
-                logp, _to(old, logp), advantages, batch.completion_mask.to(logp.device), _to(ref, logp),
-                settings=loss, entropy=entropy, total_tokens=totals["tokens"], total_seqs=totals["seqs"],
+                logp,
+                _to(old, logp),
+                advantages,
+                batch.completion_mask.to(logp.device),
+                _to(ref, logp),
+                settings=loss,
+                entropy=entropy,
+                total_tokens=totals["tokens"],
+                total_seqs=totals["seqs"],
                 rollout_logp=_to(rollout, logp),
             )
 

@@ -20,8 +20,8 @@ removed when the block ends, also on error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -99,8 +99,7 @@ def _resolve_hub(repo_id: str, arch_hint: str | None, timeout: float) -> str:
     if problem is None:
         return repo_id
     raise ModelNotFoundError(
-        f"model.path={repo_id}: not a local folder, not in the Hugging Face cache, and {problem}; "
-        f"copy the model to this machine and set model.path={example}"
+        f"model.path={repo_id}: not a local folder, not in the Hugging Face cache, and {problem}; copy the model to this machine and set model.path={example}"
     )
 
 

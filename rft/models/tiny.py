@@ -60,8 +60,14 @@ MAX_VOCAB = 2048
 BUILD_INFO = "rft_build.json"
 
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 EOS, PAD = "<|im_end|>", "<|endoftext|>"
 
@@ -164,7 +170,11 @@ def build_tokenizer(lines: list[str] | None = None):
     model = trained["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     tokenizer = Qwen2Tokenizer(
-        vocab=model["vocab"], merges=merges, unk_token=PAD, eos_token=EOS, pad_token=PAD,
+        vocab=model["vocab"],
+        merges=merges,
+        unk_token=PAD,
+        eos_token=EOS,
+        pad_token=PAD,
         model_max_length=32768,
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
@@ -332,8 +342,14 @@ def recipe_hash(arch: str, size: str, lines: list[str] | None = None) -> str:
     libraries = [version(name) for name in ("torch", "transformers", "tokenizers", "safetensors")]
     payload = json.dumps(
         [
-            VERSION, arch, asdict(SIZES[size]), CHAT_TEMPLATE, DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS,
-            libraries, corpus() if lines is None else lines,
+            VERSION,
+            arch,
+            asdict(SIZES[size]),
+            CHAT_TEMPLATE,
+            DEFAULT_MIN_PIXELS,
+            DEFAULT_MAX_PIXELS,
+            libraries,
+            corpus() if lines is None else lines,
         ]
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

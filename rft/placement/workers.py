@@ -15,9 +15,9 @@ from ray.util.placement_group import remove_placement_group
 
 from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
+from rft.placement.cluster import connect, local_cpus_needed, reserve
 from rft.rollout.group import RolloutGroup
 from rft.rollout.worker import EngineSettings
-from rft.placement.cluster import connect, local_cpus_needed, reserve
 from rft.weights.modes import WeightSync, vllm_backend
 
 

@@ -65,7 +65,5 @@ def accuracy_score(
     tagged = answer_span(completion)
     if tagged is not None:
         return 1.0 if answers_match(tagged.strip(), truth, numeric_equivalence) else 0.0
-    correct = answer_correct(
-        completion.strip(), truth, numeric_equivalence, math_verify, math_verify_timeout
-    )
+    correct = answer_correct(completion.strip(), truth, numeric_equivalence, math_verify, math_verify_timeout)
     return 1.0 if correct else 0.0

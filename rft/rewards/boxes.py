@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from rft.rewards.common import RewardConfigError, finite_float, open_answer_span
 
@@ -78,9 +79,7 @@ def as_box(value: object) -> Box | None:
 
 
 _NUM = r"(-?+\d++(?:\.\d++)?+)"
-_CORNERS = re.compile(
-    rf"\(\s*+{_NUM}\s*+,\s*+{_NUM}\s*+\)\s*+,\s*+\(\s*+{_NUM}\s*+,\s*+{_NUM}\s*+\)"
-)
+_CORNERS = re.compile(rf"\(\s*+{_NUM}\s*+,\s*+{_NUM}\s*+\)\s*+,\s*+\(\s*+{_NUM}\s*+,\s*+{_NUM}\s*+\)")
 
 
 def parse_corners(text: str) -> Box | None:
@@ -94,9 +93,7 @@ def parse_corners(text: str) -> Box | None:
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
-def to_norm1000(
-    box: Box, box_format: str = "norm1000", image_size: Sequence[float] | None = None
-) -> Box:
+def to_norm1000(box: Box, box_format: str = "norm1000", image_size: Sequence[float] | None = None) -> Box:
     """`box` in the 0–1000 frame; "abs" boxes need the `(w, h)` of the image the model saw."""
     if box_format == "norm1000":
         return box

@@ -96,6 +96,4 @@ def check_kwargs(kwargs: dict[str, Any], n: int) -> None:
 def split_kwargs(kwargs: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """The keyword arguments of each of `n` samples (see `check_kwargs`)."""
     check_kwargs(kwargs, n)
-    return [
-        {k: (v[i] if isinstance(v, list) else v) for k, v in kwargs.items()} for i in range(n)
-    ]
+    return [{k: (v[i] if isinstance(v, list) else v) for k, v in kwargs.items()} for i in range(n)]

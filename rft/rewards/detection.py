@@ -15,7 +15,7 @@ is not reproduced. Both rewards lie in [0, 1].
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rft.rewards.boxes import Box, Detection, iou, parse_detections, to_norm1000
 
@@ -51,16 +51,12 @@ def match(predictions: list[Detection], truth: list[Box]) -> list[tuple[Detectio
     return out
 
 
-def predicted_detections(
-    completion: str, box_format: str = "norm1000", image_size: Sequence[float] | None = None
-) -> list[Detection] | None:
+def predicted_detections(completion: str, box_format: str = "norm1000", image_size: Sequence[float] | None = None) -> list[Detection] | None:
     """A completion's detections in the 0–1000 frame, or None if unreadable."""
     predictions = parse_detections(completion)
     if predictions is None:
         return None
-    return [
-        Detection(to_norm1000(d.box, box_format, image_size), d.confidence) for d in predictions
-    ]
+    return [Detection(to_norm1000(d.box, box_format, image_size), d.confidence) for d in predictions]
 
 
 def truth_boxes(solution: str) -> list[Box] | None:

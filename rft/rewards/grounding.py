@@ -7,7 +7,7 @@ The answer is `(x1,y1),(x2,y2)` in 0–1000 (or absolute pixels with `box_format
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rft.rewards.boxes import giou, parse_corners, to_norm1000
 from rft.rewards.common import extract_answer

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from rft.rewards.accuracy import accuracy_score
 from rft.rewards.classification import classification_reward
@@ -29,9 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class RewardFn(Protocol):
-    def __call__(
-        self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any
-    ) -> list[float]: ...
+    def __call__(self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -44,18 +43,12 @@ class RewardSpec:
 
 REWARDS: dict[str, RewardSpec] = {
     "format": RewardSpec(format_score, 0.0, 1.0, "<think>…</think> then <answer>…</answer>"),
-    "accuracy": RewardSpec(
-        accuracy_score, 0.0, 1.0, "exact answer match, math-verify without an answer tag"
-    ),
+    "accuracy": RewardSpec(accuracy_score, 0.0, 1.0, "exact answer match, math-verify without an answer tag"),
     "spatial": RewardSpec(spatial_reward, 0.0, 1.0, "exact calls with repetition penalty"),
-    "spatial_partial": RewardSpec(
-        spatial_partial_score, 0.0, 1.0, "partial-credit calls (evaluation score)"
-    ),
+    "spatial_partial": RewardSpec(spatial_partial_score, 0.0, 1.0, "partial-credit calls (evaluation score)"),
     "iou": RewardSpec(iou_reward, 0.0, 1.0, "matched IoU / max(|GT|, |Pred|)"),
     "confidence": RewardSpec(confidence_reward, 0.0, 1.0, "mean c if matched else 1 - c"),
-    "classification": RewardSpec(
-        classification_reward, 0.0, 1.0, "normalised class names contain one another"
-    ),
+    "classification": RewardSpec(classification_reward, 0.0, 1.0, "normalised class names contain one another"),
     "giou": RewardSpec(giou_reward, 0.0, 2.0, "GIoU + 1 of one box"),
     "length": RewardSpec(length_score, 0.0, 1.0, "1 - len/max_chars: shorter is better"),
 }
@@ -73,14 +66,9 @@ def get_reward(name: str) -> RewardFn:
 
     def reward(completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any) -> list[float]:
         if len(completions) != len(solutions):
-            raise RewardConfigError(
-                f"{len(completions)} completions but {len(solutions)} solutions"
-            )
+            raise RewardConfigError(f"{len(completions)} completions but {len(solutions)} solutions")
         per_sample = split_kwargs(kwargs, len(completions))
-        return [
-            _score_one(name, spec, c, s, kw)
-            for c, s, kw in zip(completions, solutions, per_sample)
-        ]
+        return [_score_one(name, spec, c, s, kw) for c, s, kw in zip(completions, solutions, per_sample)]
 
     reward.__name__ = reward.__qualname__ = f"{name}_reward"
     reward.__doc__ = f"{name}: {spec.summary}; range [{spec.low}, {spec.high}]."

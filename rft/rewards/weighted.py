@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rft.rewards.common import RewardConfigError, check_kwargs
 from rft.rewards.registry import REWARD_NAMES, get_reward
@@ -25,18 +26,14 @@ from rft.rewards.registry import REWARD_NAMES, get_reward
 TOTAL = "total"
 
 
-def _score_components(
-    names: Sequence[str], completions: Sequence[Any], solutions: Sequence[str], kwargs: dict
-) -> dict[str, list[float]]:
+def _score_components(names: Sequence[str], completions: Sequence[Any], solutions: Sequence[str], kwargs: dict) -> dict[str, list[float]]:
     return {name: get_reward(name)(completions, solutions, **kwargs) for name in names}
 
 
 class WeightedReward:
     """Scores completions with several named rewards and their weighted sum."""
 
-    def __init__(
-        self, weights: Mapping[str, float], num_workers: int = 0, chunk_size: int | None = None
-    ):
+    def __init__(self, weights: Mapping[str, float], num_workers: int = 0, chunk_size: int | None = None):
         unknown = sorted(set(weights) - set(REWARD_NAMES))
         if unknown:
             raise ValueError(f"unknown rewards {unknown}; valid names: {', '.join(REWARD_NAMES)}")
@@ -47,9 +44,7 @@ class WeightedReward:
         self.chunk_size = chunk_size
         self._pool: ProcessPoolExecutor | None = None
 
-    def score(
-        self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any
-    ) -> dict[str, list[float]]:
+    def score(self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any) -> dict[str, list[float]]:
         n = len(completions)
         if len(solutions) != n:
             raise RewardConfigError(f"{n} completions but {len(solutions)} solutions")
@@ -59,19 +54,13 @@ class WeightedReward:
             components = self._score_in_pool(names, completions, solutions, kwargs)
         else:
             components = _score_components(names, completions, solutions, kwargs)
-        components[TOTAL] = [
-            math.fsum(self.weights[name] * components[name][i] for name in names) for i in range(n)
-        ]
+        components[TOTAL] = [math.fsum(self.weights[name] * components[name][i] for name in names) for i in range(n)]
         return components
 
-    def __call__(
-        self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any
-    ) -> list[float]:
+    def __call__(self, completions: Sequence[Any], solutions: Sequence[str], **kwargs: Any) -> list[float]:
         return self.score(completions, solutions, **kwargs)[TOTAL]
 
-    def _score_in_pool(
-        self, names: list[str], completions: Sequence[Any], solutions: Sequence[str], kwargs: dict
-    ) -> dict[str, list[float]]:
+    def _score_in_pool(self, names: list[str], completions: Sequence[Any], solutions: Sequence[str], kwargs: dict) -> dict[str, list[float]]:
         n = len(completions)
         size = self.chunk_size or max(1, math.ceil(n / (4 * self.num_workers)))
         futures = [

@@ -19,8 +19,8 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rft.types import Completion, PromptItem, SamplingSettings
 from rft.rollout.worker import EngineSettings, RolloutWorker
+from rft.types import Completion, PromptItem, SamplingSettings
 
 log = logging.getLogger(__name__)
 _ACTOR_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
@@ -159,4 +159,3 @@ class RolloutGroup:
 
 def _split(items: list, parts: int) -> list[list]:
     return [items[i * len(items) // parts : (i + 1) * len(items) // parts] for i in range(parts)]
-

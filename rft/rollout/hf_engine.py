@@ -12,8 +12,8 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from rft.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 from rft.data.images import open_images
+from rft.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 
 
 class HFEngine:

@@ -19,7 +19,6 @@ import os
 from typing import Any
 
 from rft.data.images import open_images
-
 from rft.types import Completion, PromptItem, SamplingSettings, vision_token_ids
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ A task scores its evaluation on the 0–100 scale the papers report. Subclasses 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from rft.data.records import Record
 from rft.rewards.common import answer_span
-
 
 
 class PromptStyle(StrEnum):
@@ -60,10 +60,7 @@ def final_answer(hint: str) -> str:
 
 
 def think_instruction(hint: str) -> str:
-    return (
-        f"Output the thinking process in <think> </think> and {final_answer(hint)} in "
-        "<answer> </answer> tags."
-    )
+    return f"Output the thinking process in <think> </think> and {final_answer(hint)} in <answer> </answer> tags."
 
 
 def cot_sft_target(cot: str, answer: str) -> str:
@@ -117,8 +114,7 @@ class Task:
     def cot_sft_prompt(self, record: Record) -> str:
         answer = final_answer(self.hint(record))
         lead = (
-            "Think about the question step by step. Write your reasoning inside <think> </think> "
-            f"tags, then write the {answer} inside <answer> </answer> tags."
+            f"Think about the question step by step. Write your reasoning inside <think> </think> tags, then write the {answer} inside <answer> </answer> tags."
         )
         return f"{lead}\n{self.question(record)}"
 
@@ -154,9 +150,7 @@ class Task:
         text = (completion if span is None else span).strip()
         return text or None
 
-    def reward_kwargs(
-        self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None
-    ) -> dict[str, list[Any]]:
+    def reward_kwargs(self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None) -> dict[str, list[Any]]:
         """Per-sample keyword arguments for this task's rewards, one entry per record.
 
         `image_sizes` are the `(w, h)` of the images as the model saw them (after resizing);
@@ -171,9 +165,7 @@ class Task:
     def subset_of(self, record: Record) -> str | None:
         return record.meta.get("subset")
 
-    def evaluate(
-        self, completions: Sequence[str], records: Sequence[Record], **kw: Any
-    ) -> EvalResult:
+    def evaluate(self, completions: Sequence[str], records: Sequence[Record], **kw: Any) -> EvalResult:
         """Scores completions (aligned with `records`) on the papers' 0–100 scale.
 
         Keyword arguments go to `item_score` (`numeric_equivalence`, `math_verify`, …); unknown
@@ -189,18 +181,13 @@ class Task:
             subsets=self.subset_scores(per_item, parsed, records),
         )
 
-    def subset_scores(
-        self, per_item: list[float], parsed: list[str | None], records: Sequence[Record]
-    ) -> dict[str, dict[str, float]]:
+    def subset_scores(self, per_item: list[float], parsed: list[str | None], records: Sequence[Record]) -> dict[str, dict[str, float]]:
         groups: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             subset = self.subset_of(record)
             if subset is not None:
                 groups.setdefault(subset, []).append(i)
-        return {
-            name: summarize([per_item[i] for i in idx], [parsed[i] for i in idx])
-            for name, idx in sorted(groups.items())
-        }
+        return {name: summarize([per_item[i] for i in idx], [parsed[i] for i in idx]) for name, idx in sorted(groups.items())}
 
     # ---- tokenizer corpus ----------------------------------------------------------------
 

@@ -51,10 +51,7 @@ class ClassificationTask(Task):
         if not kind:
             return record.problem.strip()
         word = label_word(kind)
-        text = (
-            f"This is an image containing a {kind}. Please identify the {word} of the {kind} "
-            "based on the image."
-        )
+        text = f"This is an image containing a {kind}. Please identify the {word} of the {kind} based on the image."
         classes = record.meta.get("classes")
         if self.list_classes and classes:
             text += f" Choose one of: {', '.join(map(str, classes))}."
@@ -65,10 +62,7 @@ class ClassificationTask(Task):
 
     def rl_prompt(self, record: Record) -> str:
         word = label_word(record.meta.get("kind", ""))
-        return (
-            f"{self.question(record)}\n{think_instruction('')} The output answer format should "
-            f"be: <think> ... </think> <answer>{word} name</answer>"
-        )
+        return f"{self.question(record)}\n{think_instruction('')} The output answer format should be: <think> ... </think> <answer>{word} name</answer>"
 
     def item_score(self, parsed: str | None, record: Record, **kw: Any) -> float:
         return 1.0 if parsed is not None and class_matches(parsed, record.answer) else 0.0

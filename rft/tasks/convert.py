@@ -25,8 +25,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rft.data import writers
 from rft.data.readers import DataError, load_records
@@ -56,19 +57,13 @@ def convert_records(
         raise ValueError(f"{style} needs a task (its prompt template): pass --task")
     if style == "cot_sft":
         _require_cot(records)
-    return [
-        writers.sharegpt_item(r, image_root, task.user_prompt(r, style), task.sft_target(r, style))
-        for r in records
-    ]
+    return [writers.sharegpt_item(r, image_root, task.user_prompt(r, style), task.sft_target(r, style)) for r in records]
 
 
 def _require_cot(records: Sequence[Record]) -> None:
     missing = [r.id for r in records if not r.cot]
     if missing:
-        raise DataError(
-            f"cot_sft needs a cot in every record; {len(missing)} of {len(records)} have none "
-            f"(first: {missing[:5]})"
-        )
+        raise DataError(f"cot_sft needs a cot in every record; {len(missing)} of {len(records)} have none (first: {missing[:5]})")
 
 
 def split_first(records: Sequence[Record], n: int, stage2_all: bool = False):
@@ -81,8 +76,7 @@ def split_first(records: Sequence[Record], n: int, stage2_all: bool = False):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rft.tasks.convert",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m rft.tasks.convert", description=__doc__.split("\n")[0])
     p.add_argument("--in", dest="inp", required=True, help="meta-JSON (or any format rft reads)")
     p.add_argument("--to", choices=STYLES, help="format of --out")
     p.add_argument("--out", help="output file (.json, or .jsonl for one record a line)")
@@ -95,8 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stage2-format", choices=STYLES, default="rl")
     p.add_argument("--stage2-all", action="store_true", help="stage 2 gets every record")
     p.add_argument("--strict", action="store_true", help="RL: only id, image, problem, solution")
-    p.add_argument("--paths-relative-to-output", action="store_true",
-                   help="image paths relative to each output's folder, not to the image root")
+    p.add_argument("--paths-relative-to-output", action="store_true", help="image paths relative to each output's folder, not to the image root")
     p.add_argument("--max-bad-fraction", type=float, default=0.05)
     return p
 

@@ -48,7 +48,5 @@ def score_exact_then_math(
     """1 if the parsed answer equals the record's answer exactly or by math-verify, else 0."""
     if parsed is None:
         return 0.0
-    ok = answer_correct(
-        parsed, record.answer.strip(), numeric_equivalence, math_verify, math_verify_timeout
-    )
+    ok = answer_correct(parsed, record.answer.strip(), numeric_equivalence, math_verify, math_verify_timeout)
     return 1.0 if ok else 0.0

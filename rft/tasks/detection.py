@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rft.data.records import Record
 from rft.rewards.boxes import BOX_FORMATS, Box, Detection, parse_detections
@@ -32,9 +33,7 @@ def check_box_format(box_format: str) -> None:
         raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}")
 
 
-def box_kwargs(
-    records: Sequence[Record], box_format: str, image_sizes: Sequence[Sequence[int]] | None
-) -> dict[str, list[Any]]:
+def box_kwargs(records: Sequence[Record], box_format: str, image_sizes: Sequence[Sequence[int]] | None) -> dict[str, list[Any]]:
     """`box_format` and `image_size` per record, for the box rewards."""
     sizes = image_sizes if image_sizes is not None else [r.meta.get("image_size") for r in records]
     if len(sizes) != len(records):
@@ -45,9 +44,7 @@ def box_kwargs(
     }
 
 
-def box_frames(
-    records: Sequence[Record], default_format: str, box_format: Any = None, image_size: Any = None
-) -> list[tuple[str, tuple[float, float] | None]]:
+def box_frames(records: Sequence[Record], default_format: str, box_format: Any = None, image_size: Any = None) -> list[tuple[str, tuple[float, float] | None]]:
     """Each record's (box_format, image_size) for evaluation.
 
     `box_format` and `image_size` are taken as the rewards take them (a per-record list, or one
@@ -75,9 +72,7 @@ class BoxTask(Task):
         check_box_format(box_format)
         self.box_format = box_format
 
-    def reward_kwargs(
-        self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None
-    ) -> dict[str, list[Any]]:
+    def reward_kwargs(self, records: Sequence[Record], image_sizes: Sequence[Sequence[int]] | None = None) -> dict[str, list[Any]]:
         return box_kwargs(records, self.box_format, image_sizes)
 
 
@@ -89,10 +84,7 @@ class DetectionTask(BoxTask):
             id="detection-example-0",
             images=["detection-0.png"],
             problem="Detect all objects belonging to the category 'red_circle'.",
-            answer=(
-                "[{'Position': [120, 80, 360, 300], 'Confidence': 1}, "
-                "{'Position': [600, 540, 820, 760], 'Confidence': 1}]"
-            ),
+            answer=("[{'Position': [120, 80, 360, 300], 'Confidence': 1}, {'Position': [600, 540, 820, 760], 'Confidence': 1}]"),
             cot="There are two red circles, one top left and one bottom right.",
             meta={"category": "red_circle", "image_size": [640, 480]},
         ),
@@ -111,11 +103,7 @@ class DetectionTask(BoxTask):
         category = record.meta.get("category")
         if category is None:
             return record.problem.strip()
-        coords = (
-            "between 0 and 1000, integer"
-            if self.box_format == "norm1000"
-            else "in pixels of the image, integer"
-        )
+        coords = "between 0 and 1000, integer" if self.box_format == "norm1000" else "in pixels of the image, integer"
         return (
             f"Detect all objects belonging to the category '{category}' in the image, and "
             f"provide the bounding boxes ({coords}) and confidence (between 0 and 1, with two "
@@ -128,10 +116,7 @@ class DetectionTask(BoxTask):
 
     def rl_prompt(self, record: Record) -> str:
         # As the seeds: the request, the think/answer instruction, then the format example.
-        return (
-            f"{self.request(record)} {think_instruction('')} The output answer format should "
-            f"be: <think> ... </think> <answer>{ANSWER_FORMAT}</answer>"
-        )
+        return f"{self.request(record)} {think_instruction('')} The output answer format should be: <think> ... </think> <answer>{ANSWER_FORMAT}</answer>"
 
     def parse_answer(self, completion: str) -> str | None:
         """The answer text (tolerating a cut-off list), None if it is no readable box list."""
@@ -152,13 +137,9 @@ class DetectionTask(BoxTask):
         """
         check_aligned(completions, records)
         frames = box_frames(records, self.box_format, box_format, image_size)
-        detections = [
-            predicted_detections(c, fmt, size) for c, (fmt, size) in zip(completions, frames)
-        ]
+        detections = [predicted_detections(c, fmt, size) for c, (fmt, size) in zip(completions, frames)]
         truths = [_truth(r) for r in records]
-        parsed = [
-            None if d is None else _answer_text(c) for c, d in zip(completions, detections)
-        ]
+        parsed = [None if d is None else _answer_text(c) for c, d in zip(completions, detections)]
         per_item = [0.0 if d is None else iou_of(d, t) for d, t in zip(detections, truths)]
         class_list = list(classes) if classes is not None else _categories(records)
         score, per_class = coco_map(records, truths, [d or [] for d in detections], class_list)
@@ -182,9 +163,7 @@ def _categories(records: Sequence[Record]) -> list[str]:
     return list(dict.fromkeys(str(n) for n in names if n is not None))
 
 
-def _class_subsets(
-    records: Sequence[Record], parsed: list[str | None], per_class: dict[str, float]
-) -> dict[str, dict[str, float]]:
+def _class_subsets(records: Sequence[Record], parsed: list[str | None], per_class: dict[str, float]) -> dict[str, dict[str, float]]:
     out = {}
     for name, ap in per_class.items():
         idx = [i for i, r in enumerate(records) if str(r.meta.get("category")) == name]
@@ -222,9 +201,7 @@ def coco_map(
         if category is None:
             continue
         size = tuple(record.meta.get("image_size") or (1000, 1000))
-        image = images.setdefault(
-            tuple(record.images), {"id": len(images) + 1, "width": size[0], "height": size[1]}
-        )
+        image = images.setdefault(tuple(record.images), {"id": len(images) + 1, "width": size[0], "height": size[1]})
         for box in truth:
             bbox = _pixels(box, size)
             gt_anns.append(

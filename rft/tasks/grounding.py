@@ -7,7 +7,8 @@ the true one, x100 (an unreadable answer counts as IoU 0). `box_format="abs"` as
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rft.data.records import Record
 from rft.rewards.boxes import Box, iou, parse_corners, to_norm1000
@@ -33,21 +34,11 @@ class GroundingTask(BoxTask):
     )
 
     def question(self, record: Record) -> str:
-        coords = (
-            "integer coordinates between 0 and 1000"
-            if self.box_format == "norm1000"
-            else "integer pixel coordinates of the image"
-        )
-        return (
-            f'Find the region that this sentence describes: "{record.problem.strip()}". '
-            f"Give its bounding box as {ANSWER_FORMAT} with {coords}."
-        )
+        coords = "integer coordinates between 0 and 1000" if self.box_format == "norm1000" else "integer pixel coordinates of the image"
+        return f'Find the region that this sentence describes: "{record.problem.strip()}". Give its bounding box as {ANSWER_FORMAT} with {coords}.'
 
     def rl_prompt(self, record: Record) -> str:
-        return (
-            f"{self.question(record)} {think_instruction('')} The output answer format should "
-            f"be: <think> ... </think> <answer>{ANSWER_FORMAT}</answer>"
-        )
+        return f"{self.question(record)} {think_instruction('')} The output answer format should be: <think> ... </think> <answer>{ANSWER_FORMAT}</answer>"
 
     def parse_answer(self, completion: str) -> str | None:
         answer = extract_answer(completion)
@@ -68,10 +59,7 @@ class GroundingTask(BoxTask):
         boxes = [parse_corners(a) for a in answers]
         truths = [_truth(r) for r in records]
         parsed = [a if b is not None else None for a, b in zip(answers, boxes)]
-        per_item = [
-            0.0 if box is None else iou(to_norm1000(box, fmt, size), truth)
-            for box, truth, (fmt, size) in zip(boxes, truths, frames)
-        ]
+        per_item = [0.0 if box is None else iou(to_norm1000(box, fmt, size), truth) for box, truth, (fmt, size) in zip(boxes, truths, frames)]
         return EvalResult(**summarize(per_item, parsed), per_item=per_item, parsed=parsed)
 
 

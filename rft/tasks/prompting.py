@@ -45,6 +45,7 @@ def prompt_style(stage: str, purpose: Purpose, cfg: DictConfig) -> PromptStyle:
         return cfg.sft.prompt
     return PromptStyle.rl
 
+
 BOX_TASKS = ("detection", "grounding")
 
 

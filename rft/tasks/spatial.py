@@ -31,15 +31,11 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
 def rules() -> str:
     lines = [
         "The first image shows the initial state of a scene and the second image its final state.",
-        "Each initial object is given as a tuple ('object_id', 'shape', 'size', 'color', "
-        "'material').",
+        "Each initial object is given as a tuple ('object_id', 'shape', 'size', 'color', 'material').",
         "The scene was changed by one or more calls func(object_id, value) of these functions:",
     ]
     lines += [f"- {func}: {', '.join(values)}" for func, values in FUNCTIONS.items()]
-    lines.append(
-        "Write the calls separated by ', ', for example: "
-        "change_color(1, 'red'), change_position(0, 'front')."
-    )
+    lines.append("Write the calls separated by ', ', for example: change_color(1, 'red'), change_position(0, 'front').")
     return "\n".join(lines)
 
 
@@ -64,10 +60,7 @@ class SpatialTask(Task):
                 "What transformations turn the first image into the second?"
             ),
             answer="change_color(1, 'red'), change_position(0, 'front')",
-            cot=(
-                "Object 1 was a blue sphere and is red in the final image. Object 0 moved "
-                "towards the camera."
-            ),
+            cot=("Object 1 was a blue sphere and is red in the final image. Object 0 moved towards the camera."),
         ),
     )
 

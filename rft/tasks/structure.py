@@ -17,10 +17,7 @@ from rft.tasks.counting import score_exact_then_math
 CHOICE, NON_CHOICE = "choice", "non_choice"
 CHOICE_HINT = "(chosen letter)"
 NUMBER_HINT = "(float number or int number)"
-SELECT_LETTER = (
-    "Please select the correct answer by writing the letter (A, B, C or D) that precedes your "
-    "choice."
-)
+SELECT_LETTER = "Please select the correct answer by writing the letter (A, B, C or D) that precedes your choice."
 
 
 class StructureTask(Task):
@@ -30,10 +27,7 @@ class StructureTask(Task):
         Record(
             id="structure-example-0",
             images=["structure-0.png"],
-            problem=(
-                "In the triangle ABC, angle A is 50 degrees and angle B is 60 degrees. "
-                "Find angle C.\nA. 50\nB. 60\nC. 70\nD. 80"
-            ),
+            problem=("In the triangle ABC, angle A is 50 degrees and angle B is 60 degrees. Find angle C.\nA. 50\nB. 60\nC. 70\nD. 80"),
             answer="C",
             cot="The angles of a triangle sum to 180 degrees, so C = 180 - 50 - 60 = 70, option C.",
             meta={"subset": CHOICE},

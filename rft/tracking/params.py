@@ -85,4 +85,3 @@ def to_number(value: Any) -> float | None:
             return None
         return float(out) if isinstance(out, bool | int | float) else None
     return None
-

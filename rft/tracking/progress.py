@@ -94,8 +94,7 @@ def progress_bar(
     stream: TextIO | None = None,
 ) -> ProgressBar:
     """A `ProgressBar` (usable as a context manager); see the module docstring."""
-    return ProgressBar(total, initial=initial, description=description, enabled=enabled,
-                       log_every=log_every, stream=stream)
+    return ProgressBar(total, initial=initial, description=description, enabled=enabled, log_every=log_every, stream=stream)
 
 
 def _short(value: Any) -> str:

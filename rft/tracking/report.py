@@ -126,8 +126,7 @@ def _write_panels(rows, panels, out: Path, title: str) -> Path:
     fig, canvas = _figure(nrows, ncols, width=4.5, height=3.2)
     fig.suptitle(title)
     for i, (name, keys) in enumerate(present):
-        _draw(fig.add_subplot(nrows, ncols, i + 1), rows, keys, title=name, xlabel="step",
-              legend=len(keys) > 1 or keys[0] != name)
+        _draw(fig.add_subplot(nrows, ncols, i + 1), rows, keys, title=name, xlabel="step", legend=len(keys) > 1 or keys[0] != name)
     if not present:
         fig.text(0.5, 0.5, "no metrics to plot yet", ha="center", va="center")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +142,7 @@ def _figure(nrows: int, ncols: int, *, width: float, height: float):
     return fig, FigureCanvasAgg(fig)
 
 
-def _draw(ax, rows, keys: Sequence[str], *, title: str | None, xlabel: str, ylabel: str | None = None,
-          legend: bool = False) -> None:
+def _draw(ax, rows, keys: Sequence[str], *, title: str | None, xlabel: str, ylabel: str | None = None, legend: bool = False) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for key in keys:
@@ -165,8 +163,7 @@ def _draw(ax, rows, keys: Sequence[str], *, title: str | None, xlabel: str, ylab
 def _html(title: str, png: Path, rows: Sequence[dict[str, Any]]) -> str:
     image = base64.b64encode(png.read_bytes()).decode("ascii")
     table = "\n".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(step))}</td><td>{html.escape(_fmt(v))}</td></tr>"
-        for k, (step, v) in last_values(rows).items()
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(step))}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, (step, v) in last_values(rows).items()
     )
     steps = [r["step"] for r in rows]
     span = f"{len(rows)} rows, steps {min(steps)}–{max(steps)}" if steps else "no rows"

@@ -119,11 +119,7 @@ class MlflowSink:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [
-            Metric(mlflow_key(k), v, now, int(step))
-            for k, v in ((k, to_number(v)) for k, v in metrics.items())
-            if v is not None
-        ]
+        batch = [Metric(mlflow_key(k), v, now, int(step)) for k, v in ((k, to_number(v)) for k, v in metrics.items()) if v is not None]
         for i in range(0, len(batch), 1000):  # mlflow's per-request limit
             self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
@@ -142,8 +138,7 @@ class MlflowSink:
             self.client.log_batch(self.run_id, params=items[i : i + 100])
         self._logged_params.update(fresh)
         if changed:  # mlflow params are immutable; a resumed run with a changed config keeps the old ones
-            warnings.warn(f"mlflow run {self.run_id}: params changed on resume kept at old values: {changed[:10]}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"mlflow run {self.run_id}: params changed on resume kept at old values: {changed[:10]}", RuntimeWarning, stacklevel=3)
 
     def log_artifact(self, path: Path) -> None:
         path = Path(path)

@@ -83,13 +83,15 @@ class Tracker:
         if "mlflow" in sinks:
             uri = mlflow_uri or default_mlflow_uri()
             resume_id = self._state.get("mlflow_run_id") if self._state.get("mlflow_uri") == uri else None
-            self._open(lambda: MlflowSink(uri, mlflow_experiment, self.run_name, parent_run_id=parent_run_id,
-                                          run_id=resume_id, tags=tags), "mlflow")
+            self._open(lambda: MlflowSink(uri, mlflow_experiment, self.run_name, parent_run_id=parent_run_id, run_id=resume_id, tags=tags), "mlflow")
         if "wandb" in sinks:
             mode = wandb_mode or os.environ.get("WANDB_MODE", "offline")
-            self._open(lambda: WandbSink(self.run_dir, wandb_project, self.run_name, plain_config, mode=mode,
-                                         run_id=self._state.get("wandb_run_id"), group=wandb_group, tags=tags),
-                       "wandb")
+            self._open(
+                lambda: WandbSink(
+                    self.run_dir, wandb_project, self.run_name, plain_config, mode=mode, run_id=self._state.get("wandb_run_id"), group=wandb_group, tags=tags
+                ),
+                "wandb",
+            )
         self._save_state()
         if config is not None:
             self.log_params(flatten_config(plain_config))
@@ -163,14 +165,14 @@ class Tracker:
     def _open(self, factory, name: str) -> None:
         try:
             self._optional.append(factory())
-        except Exception as exc:  # noqa: BLE001 - any backend failure must leave training running
+        except Exception as exc:
             self._warn_once(name, "start", exc)
 
     def _fan_out(self, method: str, *args: Any) -> None:
         for sink in self._optional:
             try:
                 getattr(sink, method)(*args)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._warn_once(sink.name, method, exc)
 
     def _warn_once(self, sink: str, method: str, exc: BaseException) -> None:

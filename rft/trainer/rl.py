@@ -51,7 +51,15 @@ class RLTrainer(LearnerStage):
     name = "rl"
 
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits, *, run_name: str = "rl", parent_run_id: str | None = None, eval_around: bool = False
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        model_path: str,
+        data: DataSplits,
+        *,
+        run_name: str = "rl",
+        parent_run_id: str | None = None,
+        eval_around: bool = False,
     ):
         super().__init__(cfg, run_dir, model_path, run_name=run_name, parent_run_id=parent_run_id)
         self.data = data

@@ -61,7 +61,17 @@ def usable_records(task, records: list[Record], style: PromptStyle, max_bad_frac
 class SFTTrainer(LearnerStage):
     """A `Stage` (`rft.trainer.stage`): setup, train, save, cleanup."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, model_path: str, records: list[Record], style: PromptStyle, *, run_name: str = "sft", parent_run_id: str | None = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        model_path: str,
+        records: list[Record],
+        style: PromptStyle,
+        *,
+        run_name: str = "sft",
+        parent_run_id: str | None = None,
+    ):
         super().__init__(cfg, run_dir, model_path, run_name=run_name, parent_run_id=parent_run_id)
         self.style = style
         self.name = str(style)

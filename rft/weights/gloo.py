@@ -147,4 +147,3 @@ def register() -> None:
 
 
 register()
-

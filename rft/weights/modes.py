@@ -48,7 +48,10 @@ def validate_mode(cfg: DictConfig) -> None:
     if mode in STREAMED:
         _require(_uses_vllm(cfg), f"{mode.value} streams weights into vLLM engines; rollout.engine=hf takes weight_sync=folder")
     if mode in (WeightSync.nccl, WeightSync.ipc):
-        _require(on_gpus(cfg), f"{mode.value} needs GPUs on learners and rollout workers (learner.gpus_per_worker, rollout.gpus_per_worker); use gloo or folder on CPU")
+        _require(
+            on_gpus(cfg),
+            f"{mode.value} needs GPUs on learners and rollout workers (learner.gpus_per_worker, rollout.gpus_per_worker); use gloo or folder on CPU",
+        )
     if mode == WeightSync.ipc:
         _require(bool(cfg.cluster.colocate), "ipc shares GPU memory, so learners and engines must share GPUs (cluster.colocate=true); use nccl otherwise")
 

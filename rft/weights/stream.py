@@ -59,10 +59,7 @@ class CheckpointWeightSource(WeightSource):
         self.params = dict(self.module.named_parameters())
 
     def metadata(self) -> list[ParamMeta]:
-        return [
-            ParamMeta(self.names[name], param.dtype, tuple(getattr(param, "ds_shape", param.shape)))
-            for name, param in self.params.items()
-        ]
+        return [ParamMeta(self.names[name], param.dtype, tuple(getattr(param, "ds_shape", param.shape))) for name, param in self.params.items()]
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, param in self.params.items():
@@ -178,7 +175,9 @@ def trainer_init_info(backend: str, rank: int, master_address: str, master_port:
     raise ValueError(f"rollout.weight_sync={backend!r} does not stream weights (expected nccl, ipc or gloo)")
 
 
-def open_transfer(backend: str, rank: int, master_address: str, master_port: int, world_size: int, client: Any, source: WeightSource) -> TrainerWeightTransferEngine:
+def open_transfer(
+    backend: str, rank: int, master_address: str, master_port: int, world_size: int, client: Any, source: WeightSource
+) -> TrainerWeightTransferEngine:
     """Join the transfer group (collective over learner rank 0 and every engine worker)."""
     info = trainer_init_info(backend, rank, master_address, master_port, world_size)
     return WeightTransferTrainerFactory.trainer_init(info, client=client, source=source)

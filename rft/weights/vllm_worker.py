@@ -97,8 +97,7 @@ def reload_vllm_weights(llm, folder: str | os.PathLike) -> None:
             llm.collective_rpc(retie_word_embeddings)
         except TypeError as err:  # multiprocess engine: functions are not serialisable
             raise RuntimeError(
-                f"start the vLLM engine with worker_extension_cls={WORKER_EXTENSION!r} so that "
-                f"reloaded weights can be re-tied in its workers ({err})"
+                f"start the vLLM engine with worker_extension_cls={WORKER_EXTENSION!r} so that reloaded weights can be re-tied in its workers ({err})"
             ) from err
     drop_stale_caches(llm)
 

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 from omegaconf import OmegaConf
+from rft_test_helpers import compose
 
 from rft.algo import (
     Advantage,
@@ -21,7 +22,6 @@ from rft.algo import (
     policy_loss,
 )
 from rft.paths import CONF_DIR
-from rft_test_helpers import compose
 
 ALGOS = [name.value for name in AlgoName]
 
@@ -42,7 +42,11 @@ def test_settings_from_config_equal_the_yaml(name):
         assert values[key] == yaml[key], f"algo/{name}.yaml {key}"
     assert s.loss.max_completion_len == cfg.rollout.max_tokens
     assert (s.max_refill_rounds, s.ppo_epochs, s.loss.entropy_coef, s.loss.tis_cap) == (
-        cfg.algo.max_refill_rounds, cfg.algo.ppo_epochs, cfg.algo.entropy_coef, cfg.algo.tis_cap)
+        cfg.algo.max_refill_rounds,
+        cfg.algo.ppo_epochs,
+        cfg.algo.entropy_coef,
+        cfg.algo.tis_cap,
+    )
 
 
 def test_the_three_algorithms():

@@ -16,12 +16,17 @@ def test_gpu_matches_cpu():
     torch.testing.assert_close(token_logprobs(cuda, ids.cuda()).cpu(), token_logprobs(logits, ids))
     torch.testing.assert_close(entropy_from_logits(cuda).cpu(), entropy_from_logits(logits))
     rewards, groups = torch.rand(8), torch.tensor([0, 1] * 4)
-    torch.testing.assert_close(compute_advantages("grpo", rewards.cuda(), groups.cuda()).cpu(),
-                               compute_advantages("grpo", rewards, groups))
+    torch.testing.assert_close(compute_advantages("grpo", rewards.cuda(), groups.cuda()).cpu(), compute_advantages("grpo", rewards, groups))
     assert filter_groups(rewards.cuda(), groups.cuda()).kept_groups == [0, 1]
-    loss, _ = policy_loss(token_logprobs(cuda, ids.cuda()), None, torch.randn(4).cuda(), torch.ones(4, 6).cuda(),
-                          settings=LossSettings(beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="token_mean",
-                                                entropy_coef=0.0, max_completion_len=None, tis_cap=0.0))
+    loss, _ = policy_loss(
+        token_logprobs(cuda, ids.cuda()),
+        None,
+        torch.randn(4).cuda(),
+        torch.ones(4, 6).cuda(),
+        settings=LossSettings(
+            beta=0.0, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="token_mean", entropy_coef=0.0, max_completion_len=None, tis_cap=0.0
+        ),
+    )
     loss.backward()
     assert torch.isfinite(cuda.grad).all()
 

@@ -9,8 +9,14 @@ import torch
 from rft.algo import Aggregation, KLEstimator, LossSettings, aggregate, is_finite_loss, kl_penalty, nonfinite, policy_loss
 
 GRPO = LossSettings(
-    beta=0.04, kl_estimator=KLEstimator.k3, clip_eps_low=0.2, clip_eps_high=0.2,
-    aggregation=Aggregation.seq_mean_token_mean, entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
+    beta=0.04,
+    kl_estimator=KLEstimator.k3,
+    clip_eps_low=0.2,
+    clip_eps_high=0.2,
+    aggregation=Aggregation.seq_mean_token_mean,
+    entropy_coef=0.0,
+    max_completion_len=None,
+    tis_cap=0.0,
 )
 NO_KL = replace(GRPO, beta=0.0)
 
@@ -142,8 +148,7 @@ def test_garbage_in_padding_does_not_leak(aggregation):
     mask = torch.tensor([[True, True, False], [True, False, False]])
     ref = torch.full((2, 3), float("nan"))
     ref[mask] = -0.7
-    loss, m = policy_loss(logp, logp.detach() - 0.1, torch.tensor([1.0, -1.0]), mask, ref,
-                          settings=replace(GRPO, aggregation=aggregation))
+    loss, m = policy_loss(logp, logp.detach() - 0.1, torch.tensor([1.0, -1.0]), mask, ref, settings=replace(GRPO, aggregation=aggregation))
     loss.backward()
     assert is_finite_loss(loss) and torch.isfinite(logp.grad).all()
     assert all(is_finite_loss(v) for v in m.values())
@@ -176,11 +181,8 @@ def test_empty_batch_gives_zero_loss(aggregation):
     loss, _ = policy_loss(torch.zeros(0, 4), None, torch.zeros(0), torch.zeros(0, 4), settings=replace(NO_KL, aggregation=aggregation))
     assert loss.item() == 0.0
     mask = torch.zeros(2, 3)  # a padding-only micro-batch
-    loss, _ = policy_loss(-torch.rand(2, 3), None, torch.ones(2), mask, total_tokens=0, total_seqs=0,
-                          settings=replace(NO_KL, aggregation=aggregation))
+    loss, _ = policy_loss(-torch.rand(2, 3), None, torch.ones(2), mask, total_tokens=0, total_seqs=0, settings=replace(NO_KL, aggregation=aggregation))
     assert loss.item() == 0.0
-
-
 
 
 def test_rollout_gap_is_reported_and_tis_weights_the_surrogate_by_hand():

@@ -17,8 +17,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_bench_rl_one_step_writes_table_and_json(tmp_path):
     out = tmp_path / "bench"
-    command = [sys.executable, "-m", "rft.bench", "rl", "--sizes", "tiny", "--engines", "vllm", "--steps", "1",
-               "--prompts", "2", "--max-tokens", "16", "--timeout", "600", "--out", str(out), "--syncs", "gloo"]
+    command = [
+        sys.executable,
+        "-m",
+        "rft.bench",
+        "rl",
+        "--sizes",
+        "tiny",
+        "--engines",
+        "vllm",
+        "--steps",
+        "1",
+        "--prompts",
+        "2",
+        "--max-tokens",
+        "16",
+        "--timeout",
+        "600",
+        "--out",
+        str(out),
+        "--syncs",
+        "gloo",
+    ]
     wide = {**os.environ, "COLUMNS": "200"}  # rich sizes tables to the terminal; a pipe has none
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=wide)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -50,7 +50,15 @@ def test_trainable_parameters_skip_the_frozen_vision_tower(tmp_path):
 
 
 def _step(step, generate, update, logprob=1.0, reward=0.0, sync=0.5):
-    return {"timing/step_s": step, "timing/generate_s": generate, "timing/reward_s": reward, "timing/logprob_s": logprob, "timing/update_s": update, "timing/sync_s": sync, "learner/tokens_per_s": 1000.0}
+    return {
+        "timing/step_s": step,
+        "timing/generate_s": generate,
+        "timing/reward_s": reward,
+        "timing/logprob_s": logprob,
+        "timing/update_s": update,
+        "timing/sync_s": sync,
+        "learner/tokens_per_s": 1000.0,
+    }
 
 
 def _summary(rows):
@@ -88,8 +96,22 @@ def test_comparison_table_shows_speedup_and_placeholders(capsys, monkeypatch):
     summary = _summary([_step(20.0, 10.0, 5.0), _step(4.0, 2.0, 1.0)])
     rl.add_compute(summary, 500_000, 1e11)
     rl.add_speedup(summary, {"summary": {"step s": 12.0, "peak RSS GB": 2.0}})
-    peer = {"summary": {"size": "tiny", "engine": "peer: trl", "sync": "-", "ok": True, "step s": 12.0, "generate+score s": 9.0, "update s": 3.0,
-                        "learner GFLOP/s": float("nan"), "MFU %": float("nan"), "peak RSS GB": 2.0, "cpu s": 20.0, "load": "1-2"}}
+    peer = {
+        "summary": {
+            "size": "tiny",
+            "engine": "peer: trl",
+            "sync": "-",
+            "ok": True,
+            "step s": 12.0,
+            "generate+score s": 9.0,
+            "update s": 3.0,
+            "learner GFLOP/s": float("nan"),
+            "MFU %": float("nan"),
+            "peak RSS GB": 2.0,
+            "cpu s": 20.0,
+            "load": "1-2",
+        }
+    }
     rl.print_comparison([{"summary": summary}], [peer], {"tiny": 800_000}, "trl")
     out = capsys.readouterr().out
     assert "rft vs trl" in out and "speed-up x" in out and "3.00" in out and "0.8 M" in out
@@ -102,8 +124,12 @@ def test_number_cells():
 
 
 def test_peer_row_from_its_result():
-    result = {"step_s": [9.0, 3.0, 5.0], "generate_score_s": [6.0, 2.0, 3.0], "peak_rss_gb": 1.8,
-              "logs": [{"completions/mean_length": 32.0}, {"completions/mean_length": 32.0}, {"completions/mean_length": 30.0}]}
+    result = {
+        "step_s": [9.0, 3.0, 5.0],
+        "generate_score_s": [6.0, 2.0, 3.0],
+        "peak_rss_gb": 1.8,
+        "logs": [{"completions/mean_length": 32.0}, {"completions/mean_length": 32.0}, {"completions/mean_length": 30.0}],
+    }
     row = rl.summarize_peer("tiny", "trl", result, tokens_per_step=32)
     assert row["ok"] and row["steps"] == 3 and row["engine"] == "peer: trl"
     assert row["step s"] == 4.0 and row["generate+score s"] == 2.5 and row["update s"] == 1.5

@@ -34,8 +34,7 @@ def test_meta_json_round_trip(tmp_path, records):
 @pytest.mark.parametrize("name", ["rl.json", "rl.jsonl"])
 def test_rl_round_trip(tmp_path, records, name):
     path = write_records(records, tmp_path / name, "rl")
-    first = json.loads(path.read_text().splitlines()[0]) if name.endswith("jsonl") else (
-        json.loads(path.read_text())[0])
+    first = json.loads(path.read_text().splitlines()[0]) if name.endswith("jsonl") else (json.loads(path.read_text())[0])
     assert first["solution"] == "3" and "answer" not in first
     assert load_records(path).records == _without_cot(records)  # RL carries no cot
 
@@ -50,8 +49,7 @@ def test_sharegpt_round_trip(tmp_path, records):
     plain = [dataclasses.replace(r, meta={}) for r in records]  # ShareGPT keeps no extras
     path = write_records(plain, tmp_path / "sft.json", "sharegpt")
     items = json.loads(path.read_text())
-    assert items[0]["messages"][1]["content"] == (
-        "<think>\nThere are three.\n</think>\n<answer>\n3\n</answer>")
+    assert items[0]["messages"][1]["content"] == ("<think>\nThere are three.\n</think>\n<answer>\n3\n</answer>")
     assert items[1]["messages"][1]["content"] == "change_color(0, 'red')"  # no cot: ANS-SFT
     back = load_records(path).records
     assert [dataclasses.replace(r, meta={}) for r in back] == plain
@@ -59,10 +57,15 @@ def test_sharegpt_round_trip(tmp_path, records):
 
 
 def test_sharegpt_images_key_and_system_turn(files, tmp_path, image_dir):
-    item = {"id": "s", "images": ["images/a.png", "images/b.png"], "messages": [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "<image>\n<image>How many?"},
-        {"role": "assistant", "content": "<answer> 4 </answer>"}]}
+    item = {
+        "id": "s",
+        "images": ["images/a.png", "images/b.png"],
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "<image>\n<image>How many?"},
+            {"role": "assistant", "content": "<answer> 4 </answer>"},
+        ],
+    }
     (rec,) = load_records(files.json(image_dir.parent / "s.json", [item])).records
     assert (rec.problem, rec.answer, rec.cot) == ("How many?", "4", None)  # slot markers go
     assert len(rec.images) == 2
@@ -71,10 +74,8 @@ def test_sharegpt_images_key_and_system_turn(files, tmp_path, image_dir):
 
 def test_solution_tags_are_stripped_and_unknown_keys_kept(files, tmp_path, image_dir):
     items = [
-        {"id": "x", "image": "images/a.png", "problem": "p", "solution": "<answer> 12 </answer>",
-         "cot": "c", "source": "geo3k", "level": 2},
-        {"id": "y", "image": "a.png", "problem": "p",
-         "solution": "<think>count them</think><answer>7.5</answer>"},
+        {"id": "x", "image": "images/a.png", "problem": "p", "solution": "<answer> 12 </answer>", "cot": "c", "source": "geo3k", "level": 2},
+        {"id": "y", "image": "a.png", "problem": "p", "solution": "<think>count them</think><answer>7.5</answer>"},
     ]
     (x,) = load_records(files.json(tmp_path / "m.json", items[:1])).records
     assert (x.answer, x.cot, x.meta) == ("12", "c", {"source": "geo3k", "level": 2})
@@ -101,12 +102,12 @@ def _bad_fixture(tmp_path: Path, files) -> Path:
     good = {"image": "images/ok.png", "problem": "How many?", "answer": "3"}
     items = [{"id": f"g{i}", **good} for i in range(14)]
     items += [
-        {"id": "corrupt", **good, "image": "images/cut.png"},                  # corrupt_image
-        {"id": "junk", **good, "image": "images/junk.png"},                    # corrupt_image
-        {"id": "gone", **good, "image": "images/missing.png"},                 # missing_image
-        {"id": "noprob", "image": "images/ok.png", "answer": "3"},             # missing_field
-        {"id": "num", **good, "answer": 3},                                    # wrong_type
-        {"id": "g0", **good},                                                  # duplicate_id
+        {"id": "corrupt", **good, "image": "images/cut.png"},  # corrupt_image
+        {"id": "junk", **good, "image": "images/junk.png"},  # corrupt_image
+        {"id": "gone", **good, "image": "images/missing.png"},  # missing_image
+        {"id": "noprob", "image": "images/ok.png", "answer": "3"},  # missing_field
+        {"id": "num", **good, "answer": 3},  # wrong_type
+        {"id": "g0", **good},  # duplicate_id
     ]
     return files.json(tmp_path / "bad.json", items)
 
@@ -114,8 +115,7 @@ def _bad_fixture(tmp_path: Path, files) -> Path:
 def test_bad_records_are_counted_by_reason(files, tmp_path):
     result = load_records(_bad_fixture(tmp_path, files), max_bad_fraction=0.5)
     assert len(result.records) == 14
-    assert result.skipped == {"corrupt_image": 2, "duplicate_id": 1, "missing_field": 1,
-                              "missing_image": 1, "wrong_type": 1}
+    assert result.skipped == {"corrupt_image": 2, "duplicate_id": 1, "missing_field": 1, "missing_image": 1, "wrong_type": 1}
     by_id = {ex.id: (ex.index, ex.reason) for ex in result.bad_examples}
     assert by_id["num"] == (18, "wrong_type")
     assert by_id["gone"] == (16, "missing_image")
@@ -123,28 +123,27 @@ def test_bad_records_are_counted_by_reason(files, tmp_path):
 
 
 def test_numeric_answer_is_never_coerced(files, tmp_path, image_dir):
-    items = [{"id": "a", "image": "images/a.png", "problem": "p", "answer": 3.0},
-             {"id": "b", "image": "images/a.png", "problem": "p", "answer": "3.0"}]
+    items = [{"id": "a", "image": "images/a.png", "problem": "p", "answer": 3.0}, {"id": "b", "image": "images/a.png", "problem": "p", "answer": "3.0"}]
     result = load_records(files.json(tmp_path / "m.json", items), max_bad_fraction=0.5)
     assert [r.answer for r in result.records] == ["3.0"]
     assert "float" in result.bad_examples[0].detail
 
 
-@pytest.mark.parametrize("item, reason", [
-    ({"id": "a", "image": "images/a.png", "problem": "p"}, "missing_field"),
-    ({"id": "a", "problem": "p", "answer": "1"}, "missing_field"),
-    ({"id": "a", "image": "images/a.png", "problem": "  ", "answer": "1"}, "empty_field"),
-    ({"id": "a", "image": 5, "problem": "p", "answer": "1"}, "wrong_type"),
-    ({"id": ["a"], "image": "images/a.png", "problem": "p", "answer": "1"}, "wrong_type"),
-    ({"id": "a", "image": "images/a.png", "problem": "p", "answer": "1", "cot": 3}, "wrong_type"),
-    ({"id": "a", "image": "images/a.png", "problem": "p", "answer": "1",
-      "solution": "<answer>2</answer>"}, "conflicting_fields"),
-    ({"id": "a", "image": "images/a.png", "problem": "p",
-      "solution": "<answer>1</answer><answer>2</answer>"}, "malformed_answer"),
-    ({"id": "a", "image": "images/a.png", "problem": "p", "solution": "<answer></answer>"},
-     "empty_field"),
-    (["not", "an", "object"], "wrong_type"),
-])
+@pytest.mark.parametrize(
+    "item, reason",
+    [
+        ({"id": "a", "image": "images/a.png", "problem": "p"}, "missing_field"),
+        ({"id": "a", "problem": "p", "answer": "1"}, "missing_field"),
+        ({"id": "a", "image": "images/a.png", "problem": "  ", "answer": "1"}, "empty_field"),
+        ({"id": "a", "image": 5, "problem": "p", "answer": "1"}, "wrong_type"),
+        ({"id": ["a"], "image": "images/a.png", "problem": "p", "answer": "1"}, "wrong_type"),
+        ({"id": "a", "image": "images/a.png", "problem": "p", "answer": "1", "cot": 3}, "wrong_type"),
+        ({"id": "a", "image": "images/a.png", "problem": "p", "answer": "1", "solution": "<answer>2</answer>"}, "conflicting_fields"),
+        ({"id": "a", "image": "images/a.png", "problem": "p", "solution": "<answer>1</answer><answer>2</answer>"}, "malformed_answer"),
+        ({"id": "a", "image": "images/a.png", "problem": "p", "solution": "<answer></answer>"}, "empty_field"),
+        (["not", "an", "object"], "wrong_type"),
+    ],
+)
 def test_each_reason(files, tmp_path, image_dir, item, reason):
     good = {"id": "ok", "image": "images/a.png", "problem": "p", "answer": "1"}
     result = load_records(files.json(tmp_path / "m.json", [good, item]), max_bad_fraction=1.0)
@@ -178,11 +177,14 @@ def test_under_threshold_logs_a_summary(files, tmp_path, caplog):
     assert "skipped 6" in caplog.text and "corrupt_image=2" in caplog.text
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"id": "a"}', "expected a JSON list"),
-    ("[]", "no records"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"id": "a"}', "expected a JSON list"),
+        ("[]", "no records"),
+    ],
+)
 def test_unusable_files(tmp_path, content, message):
     path = tmp_path / "f.json"
     path.write_text(content)
@@ -213,14 +215,16 @@ def _save_hf(tmp_path: Path, with_ids: bool) -> Path:
 
     red = Image.new("RGB", (6, 6), (255, 0, 0))
     blue = Image.new("RGB", (6, 6), (0, 0, 255))
-    rows = {"image": [red, blue, red], "problem": ["full prompt 1", "full prompt 2", "p3"],
-            "solution": ["<answer>cat</answer>", "<answer>dog</answer>", "<answer>cat</answer>"]}
+    rows = {
+        "image": [red, blue, red],
+        "problem": ["full prompt 1", "full prompt 2", "p3"],
+        "solution": ["<answer>cat</answer>", "<answer>dog</answer>", "<answer>cat</answer>"],
+    }
     if with_ids:
         rows["id"] = ["i0", "i1", "i2"]
     test = {k: v[:1] for k, v in rows.items()}
     path = tmp_path / "ViRFT_toy"
-    DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(test)}).save_to_disk(
-        str(path))
+    DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(test)}).save_to_disk(str(path))
     return path
 
 
@@ -249,14 +253,14 @@ def test_hf_dataset_without_ids_and_bad_split(tmp_path):
 
 
 def test_hf_corrupt_image_is_counted(files, tmp_path):
-    from datasets import Dataset, Features, Image as HFImage, Value
+    from datasets import Dataset, Features, Value
+    from datasets import Image as HFImage
 
     good = files.png(tmp_path / "g.png").read_bytes()
-    features = Features({"image": HFImage(), "problem": Value("string"),
-                         "solution": Value("string")})
-    ds = Dataset.from_dict({"image": [{"bytes": good, "path": None},
-                                      {"bytes": b"garbage", "path": None}],
-                            "problem": ["p", "p"], "solution": ["1", "2"]}, features=features)
+    features = Features({"image": HFImage(), "problem": Value("string"), "solution": Value("string")})
+    ds = Dataset.from_dict(
+        {"image": [{"bytes": good, "path": None}, {"bytes": b"garbage", "path": None}], "problem": ["p", "p"], "solution": ["1", "2"]}, features=features
+    )
     ds.save_to_disk(str(tmp_path / "ds"))
     result = load_records(tmp_path / "ds", image_cache=tmp_path / "cache", max_bad_fraction=1.0)
     assert result.skipped == {"corrupt_image": 1} and len(result) == 1

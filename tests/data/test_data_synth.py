@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from rft.data import load_records
-from rft.data.synth import TASKS, ensure_synth, synth_dataset
-from rft.data.synth import spatial
+from rft.data.synth import TASKS, ensure_synth, spatial, synth_dataset
 
 N_TRAIN, N_TEST, SIZE = 8, 6, 64
 
@@ -23,13 +22,11 @@ N_TRAIN, N_TEST, SIZE = 8, 6, 64
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, dict[str, Path]]:
     root = tmp_path_factory.mktemp("synth")
-    return {t: synth_dataset(t, root / t, N_TRAIN, N_TEST, seed=3, image_size=SIZE)
-            for t in TASKS}
+    return {t: synth_dataset(t, root / t, N_TRAIN, N_TEST, seed=3, image_size=SIZE) for t in TASKS}
 
 
 def _load(paths: dict[str, Path]):
-    return {split: load_records(path, max_bad_fraction=0.0).records
-            for split, path in paths.items()}
+    return {split: load_records(path, max_bad_fraction=0.0).records for split, path in paths.items()}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -56,8 +53,7 @@ def test_counting_conventions(built):
             assert r.answer == str(n)
             assert r.problem == "How many objects are there in the image?"
             assert r.cot.count("There is a") == n
-            assert r.cot.endswith(f"In total there {'is' if n == 1 else 'are'} {n} "
-                                  f"object{'' if n == 1 else 's'}.")
+            assert r.cot.endswith(f"In total there {'is' if n == 1 else 'are'} {n} object{'' if n == 1 else 's'}.")
             if split == "test_ood":
                 assert 7 <= n <= 10
                 assert re.search(r"\b(star|hexagon|orange|cyan)\b", r.cot)
@@ -67,12 +63,10 @@ def test_counting_conventions(built):
 
 
 def test_counting_parameters(tmp_path):
-    paths = synth_dataset("counting", tmp_path, 6, 1, seed=0, image_size=48, min_objects=2,
-                          max_objects=3, shapes=["circle"], colors=["red"])
+    paths = synth_dataset("counting", tmp_path, 6, 1, seed=0, image_size=48, min_objects=2, max_objects=3, shapes=["circle"], colors=["red"])
     recs = load_records(paths["train"]).records
     assert {r.answer for r in recs} <= {"2", "3"}
-    assert all(set(re.findall(r"(\w+) (\w+)(?= (?:at|on|in) the)", r.cot)) <= {("red", "circle")}
-               for r in recs)
+    assert all(set(re.findall(r"(\w+) (\w+)(?= (?:at|on|in) the)", r.cot)) <= {("red", "circle")} for r in recs)
     with pytest.raises(TypeError, match="unknown options"):
         synth_dataset("counting", tmp_path, 1, 1, max_objets=3)
 
@@ -124,14 +118,13 @@ def test_spatial_views_render_the_same_scene_differently():
         objects = spatial._initial_scene(example_rng(0, "spatial", "train", index), opts)
         if objects:
             break
-    views = {v: spatial._render(objects, v, SIZE, opts).tobytes()
-             for v in ("center", "left", "right")}
+    views = {v: spatial._render(objects, v, SIZE, opts).tobytes() for v in ("center", "left", "right")}
     assert len(set(views.values())) == 3
 
 
 def test_classification_conventions(built):
     splits = _load(built["classification"])
-    for split, recs in splits.items():
+    for recs in splits.values():
         for i, r in enumerate(recs):
             assert r.meta["kind"] == "flower"
             classes = r.meta["classes"]
@@ -142,7 +135,7 @@ def test_classification_conventions(built):
 def test_detection_conventions(built):
     item = re.compile(r"\{'Position': \[(\d+), (\d+), (\d+), (\d+)\], 'Confidence': 1\}")
     splits = _load(built["detection"])
-    for split, recs in splits.items():
+    for recs in splits.values():
         for r in recs:
             cat = r.meta["category"]
             assert r.problem == cat and r.meta["image_size"] == [SIZE, SIZE]
@@ -179,8 +172,7 @@ def test_grounding_conventions(built):
 
 
 def _tree_bytes(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -189,8 +181,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, task):
         synth_dataset(task, tmp_path / name, 3, 2, seed=seed, image_size=48)
     a, b, c = (_tree_bytes(tmp_path / n) for n in "abc")
     assert a == b
-    assert {k: v for k, v in a.items() if k != "info.json"} != {
-        k: v for k, v in c.items() if k != "info.json"}
+    assert {k: v for k, v in a.items() if k != "info.json"} != {k: v for k, v in c.items() if k != "info.json"}
     assert {k for k in a if k.endswith(".json") and k != "info.json"}
 
 
@@ -208,8 +199,7 @@ def test_ensure_synth_caches_once(tmp_path, monkeypatch):
     again = ensure_synth("counting", n_train=3, n_test=1, image_size=48, max_objects=3)
     assert again == first and (first / "train.json").stat().st_mtime_ns == stamp
     # Spelling out a default is the same data set; changing a parameter is another.
-    assert ensure_synth("counting", n_train=3, n_test=1, image_size=48, max_objects=3,
-                        min_objects=1) == first
+    assert ensure_synth("counting", n_train=3, n_test=1, image_size=48, max_objects=3, min_objects=1) == first
     other = ensure_synth("counting", n_train=3, n_test=1, image_size=48, max_objects=4)
     assert other != first
     assert sorted(p.name for p in first.parent.iterdir()) == sorted([first.name, other.name])
@@ -230,15 +220,33 @@ def test_ensure_synth_leaves_nothing_on_failure(tmp_path, monkeypatch):
 def test_cli_in_another_process_gives_the_same_bytes(tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "rft.data.synth", "grounding", "--out", str(out), "--n", "3",
-         "--n-test", "2", "--seed", "4", "--image-size", "48", "--opt", "relation_fraction=1.0"],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
-    synth_dataset("grounding", tmp_path / "here", 3, 2, seed=4, image_size=48,
-                  relation_fraction=1.0)
+        [
+            sys.executable,
+            "-m",
+            "rft.data.synth",
+            "grounding",
+            "--out",
+            str(out),
+            "--n",
+            "3",
+            "--n-test",
+            "2",
+            "--seed",
+            "4",
+            "--image-size",
+            "48",
+            "--opt",
+            "relation_fraction=1.0",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
+    synth_dataset("grounding", tmp_path / "here", 3, 2, seed=4, image_size=48, relation_fraction=1.0)
     assert _tree_bytes(out) == _tree_bytes(tmp_path / "here")
     assert json.loads(proc.stdout)["train"] == str(out / "train.json")
     recs = load_records(out / "train.json").records
-    assert len(recs) == 3 and all(" of the " in r.problem or "above the" in r.problem
-                                  or "below the" in r.problem for r in recs)
+    assert len(recs) == 3 and all(" of the " in r.problem or "above the" in r.problem or "below the" in r.problem for r in recs)
     info = json.loads((out / "info.json").read_text())
     assert info["opts"]["relation_fraction"] == 1.0 and info["seed"] == 4

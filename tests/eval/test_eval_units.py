@@ -88,7 +88,11 @@ def test_the_command_names_a_missing_model_before_ray_starts(tmp_path):
     env = {**os.environ, "RFT_OUTPUTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "rft.eval", f"model.path={tmp_path}/missing_model", "tracking.sinks=[jsonl]"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert f"folder {tmp_path}/missing_model does not exist" in proc.stderr
@@ -144,8 +148,20 @@ def _rows():
     rows = []
     for checkpoint, step, score in [("stage1_sft/step_4", 4, 40.0), ("stage2_rl/step_2", 2, 55.0), ("stage2_rl/step_8", 8, 70.0)]:
         for split, delta in [("id", 0.0), ("ood", -20.0)]:
-            rows.append({"task": "counting", "model": "/runs/r", "checkpoint": checkpoint, "step": step, "split": split, "subset": ALL,
-                         "score": score + delta, "n": 10, "n_unparsed": 1, "format": 90.0})
+            rows.append(
+                {
+                    "task": "counting",
+                    "model": "/runs/r",
+                    "checkpoint": checkpoint,
+                    "step": step,
+                    "split": split,
+                    "subset": ALL,
+                    "score": score + delta,
+                    "n": 10,
+                    "n_unparsed": 1,
+                    "format": 90.0,
+                }
+            )
     return rows
 
 
@@ -216,10 +232,10 @@ def test_resuming_with_other_sampling_is_refused(tmp_path, compose_cfg, scripted
 
 def test_evaluate_splits_keeps_the_trainers_contract(tmp_path, compose_cfg, scripted):
     """The RL trainer calls `evaluate_splits` every `trainer.eval_every` steps."""
-    from rft.eval.runner import evaluate_splits
-    from rft.types import Completion
     from rft.data.splits import load_data
+    from rft.eval.runner import evaluate_splits
     from rft.tasks.prompting import task_for
+    from rft.types import Completion
 
     class Rollout:  # the RolloutGroup interface: completions come back grouped, out of order
         def generate(self, items, sampling, with_rewards=True):

@@ -9,6 +9,7 @@ on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,7 +47,7 @@ def _start_head() -> Head:
     gcs_port, dashboard_port = free_ports(None, None)
     command = start_head_command(gcs_port, dashboard_port, HEAD_CPUS, ["--block", f"--temp-dir={temp_dir}"])
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    log = open(Path(temp_dir) / "head.log", "w")
+    log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 (the head process writes to it for its lifetime)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
@@ -84,10 +85,8 @@ def _stop_head(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
     _, alive = psutil.wait_procs(descendants, timeout=10)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _stop_jobs(head: Head) -> None:

@@ -30,7 +30,16 @@ LONG_RL = [o for o in TINY_RL if not o.startswith("trainer.max_steps")] + ["trai
 
 
 def _sweep(head, sweep_dir: Path, points: list[str], *extra: str) -> list[str]:
-    return ["rft.launch", "-m", "hydra/launcher=ray_jobs", *points, f"cluster.address={head.url}", f"hydra.sweep.dir={sweep_dir}", "hydra.launcher.poll_s=1", *extra]
+    return [
+        "rft.launch",
+        "-m",
+        "hydra/launcher=ray_jobs",
+        *points,
+        f"cluster.address={head.url}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.launcher.poll_s=1",
+        *extra,
+    ]
 
 
 def _jobs(head) -> dict[str, str]:

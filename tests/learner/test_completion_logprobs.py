@@ -34,10 +34,7 @@ def _items(processor, image: str) -> list[PromptItem]:
 def _samples(items: list[PromptItem], vocab: int) -> list[TrainSample]:
     gen = torch.Generator().manual_seed(0)
     lengths = [7, 3, 11, 5]
-    return [
-        TrainSample(items[i % len(items)], torch.randint(20, vocab - 20, (n,), generator=gen).tolist())
-        for i, n in enumerate(lengths)
-    ]
+    return [TrainSample(items[i % len(items)], torch.randint(20, vocab - 20, (n,), generator=gen).tolist()) for i, n in enumerate(lengths)]
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +146,24 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
     with torch.no_grad():
         expected = token_logprobs(_full_path(model, batch), batch.completion_ids)
     settings = LearnerSettings(
-        model_path=tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, zero_stage=3, dtype="float32",
-        attn_implementation="sdpa", gradient_checkpointing=None, freeze_vision=True, lr=1e-6, weight_decay=0.0,
-        lr_scheduler="constant", warmup_steps=0, total_steps=1, max_grad_norm=1.0, micro_batch_tokens=120,
-        need_reference=True, backend="auto", seed=0,
+        model_path=tiny_model,
+        min_pixels=MIN_PIXELS,
+        max_pixels=MAX_PIXELS,
+        zero_stage=3,
+        dtype="float32",
+        attn_implementation="sdpa",
+        gradient_checkpointing=None,
+        freeze_vision=True,
+        lr=1e-6,
+        weight_decay=0.0,
+        lr_scheduler="constant",
+        warmup_steps=0,
+        total_steps=1,
+        max_grad_norm=1.0,
+        micro_batch_tokens=120,
+        need_reference=True,
+        backend="auto",
+        seed=0,
     )
     group = placement([{"CPU": 1}] * ranks)
     learner = LearnerGroup(settings, ranks, group, list(range(ranks)), cpus=1, gpus=0)
@@ -164,10 +175,19 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
                 torch.testing.assert_close(torch.tensor(got[row]), expected[row, : len(sample.completion_ids)], rtol=0, atol=1e-4)
         for sample, ref in zip(samples, got):
             sample.ref_logprobs, sample.advantage = ref, 1.0 if len(sample.completion_ids) % 2 else -1.0
-        metrics = learner.train_rl(samples, LossSettings(
-            beta=0.04, kl_estimator="k3", clip_eps_low=0.2, clip_eps_high=0.2, aggregation="seq_mean_token_mean",
-            entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
-        ))
+        metrics = learner.train_rl(
+            samples,
+            LossSettings(
+                beta=0.04,
+                kl_estimator="k3",
+                clip_eps_low=0.2,
+                clip_eps_high=0.2,
+                aggregation="seq_mean_token_mean",
+                entropy_coef=0.0,
+                max_completion_len=None,
+                tis_cap=0.0,
+            ),
+        )
         assert metrics["skipped_update"] == 0.0 and 0 < metrics["grad_norm"] < float("inf")
         assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference scores like the initial policy
     finally:

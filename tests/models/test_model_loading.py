@@ -169,7 +169,7 @@ def test_hf_generates_with_images(arch, tiny_dirs, make_image):
         inputs = processor(text=[text], images=images[:n], return_tensors="pt")
         assert inputs["image_grid_thw"].shape == (n, 3)
         out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-        new = out[0, inputs["input_ids"].shape[1]:]
+        new = out[0, inputs["input_ids"].shape[1] :]
         assert 1 <= len(new) <= 8
         assert isinstance(processor.decode(new, skip_special_tokens=True), str)
 

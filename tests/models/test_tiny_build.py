@@ -91,28 +91,21 @@ def test_chat_template_renders_images_and_generation_prompt(tiny_dirs):
     ]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     vision = "<|vision_start|><|image_pad|><|vision_end|>"
-    assert text == (
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        f"<|im_start|>user\n{vision}{vision}Same?<|im_end|>\n<|im_start|>assistant\n"
-    )
+    assert text == (f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{vision}{vision}Same?<|im_end|>\n<|im_start|>assistant\n")
     chat = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "<answer>1</answer>"},
     ]
     assert processor.apply_chat_template(chat, tokenize=False) == (
-        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-        "<|im_start|>assistant\n<answer>1</answer><|im_end|>\n"
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<answer>1</answer><|im_end|>\n"
     )
 
 
 def test_ensure_tiny_model_builds_once_when_processes_race(tmp_path):
     code = "from rft.models.tiny import ensure_tiny_model; print(ensure_tiny_model('qwen2vl'))"
     env = {**os.environ, "RFT_CACHE": str(tmp_path)}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     paths = {out.strip().splitlines()[-1] for out, _ in outs}

@@ -4,12 +4,12 @@ from the YAML files and the schema (the dataclasses have no defaults to disagree
 import dataclasses
 
 import pytest
+from rft_test_helpers import compose
 
 from rft.config import Attention, DistBackend, DType, Engine, Scheduler
 from rft.learner.worker import LearnerSettings
 from rft.placement.workers import engine_settings, learner_settings
 from rft.rollout.worker import EngineSettings
-from rft_test_helpers import compose
 
 
 @pytest.mark.parametrize("cls", [LearnerSettings, EngineSettings])

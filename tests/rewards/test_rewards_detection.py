@@ -55,9 +55,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("completion,solution,expected_iou,expected_conf", CASES)
-def test_detection_cases(
-    completion: str, solution: str, expected_iou: float, expected_conf: float
-) -> None:
+def test_detection_cases(completion: str, solution: str, expected_iou: float, expected_conf: float) -> None:
     assert iou([completion], [solution]) == [pytest.approx(expected_iou)]
     assert confidence([completion], [solution]) == [pytest.approx(expected_conf)]
 
@@ -80,16 +78,12 @@ def test_parse_detections_repairs() -> None:
     assert parse_detections("No Objects.") == []
     assert parse_detections("<answer>'No Objects'</answer>") == []
     assert parse_detections("[{'Position': [1, 2, 3, 4], 'Confidence': 0.5}") is None
-    assert parse_detections("<answer>[{'Position': [1, 2, 3, 4], 'Confidence': 0.5},") == [
-        Detection((1.0, 2.0, 3.0, 4.0), 0.5)
-    ]
+    assert parse_detections("<answer>[{'Position': [1, 2, 3, 4], 'Confidence': 0.5},") == [Detection((1.0, 2.0, 3.0, 4.0), 0.5)]
     assert parse_detections("[" * 100_000) is None  # too deep for json: unreadable, no crash
     assert parse_detections("[{'Position': [1, 2, 3, NaN], 'Confidence': 1}]") == []
 
 
-box = st.tuples(
-    st.integers(0, 900), st.integers(0, 900), st.integers(10, 100), st.integers(10, 100)
-).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+box = st.tuples(st.integers(0, 900), st.integers(0, 900), st.integers(10, 100), st.integers(10, 100)).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,7 +1,8 @@
 """The length reward: hand-computed values and its range."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rft.rewards import REWARD_RANGES, get_reward
 

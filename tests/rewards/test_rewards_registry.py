@@ -130,9 +130,7 @@ def detection_batch() -> tuple[list[str], list[str], dict]:
 
 def test_weighted_reward_components_and_total() -> None:
     completions, solutions, kwargs = detection_batch()
-    scores = score_batch(
-        completions, solutions, {"format": 1.0, "iou": 2.0, "confidence": 0.5}, **kwargs
-    )
+    scores = score_batch(completions, solutions, {"format": 1.0, "iou": 2.0, "confidence": 0.5}, **kwargs)
     assert scores["format"][:3] == [1.0, 1.0, 0.0]
     assert scores["iou"][:3] == [1.0, 1.0, 0.0]
     assert scores["confidence"][:3] == [0.9, 0.9, 0.0]

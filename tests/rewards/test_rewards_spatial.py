@@ -66,9 +66,7 @@ def test_spatial_partial_cases(completion: str, solution: str, expected: float) 
     assert partial([f"<answer>{completion}</answer>"], [solution]) == [pytest.approx(expected)]
 
 
-call_text = st.lists(
-    st.sampled_from(["f", "(", ")", ",", " ", "'", "a", "1", "_", "é", "\n", "x("]), max_size=16
-).map("".join)
+call_text = st.lists(st.sampled_from(["f", "(", ")", ",", " ", "'", "a", "1", "_", "é", "\n", "x("]), max_size=16).map("".join)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -44,10 +44,11 @@ def test_killed_worker_is_restarted_with_latest_weights(source, placement, tiny_
     group = placement([{"CPU": 1}])
     settings = engine_settings(compose(TINY_RL + ["rollout.engine=hf"]), tiny_model, seed=0)
     assert (settings.min_pixels, settings.max_pixels) == (BUDGET["min_pixels"], BUDGET["max_pixels"])
-    rollout = RolloutGroup(settings, 1, group, [0], cpus=1, gpus=0,
-                           reward_weights={"format": 1.0}, reward_options={}, max_restarts=2)
+    rollout = RolloutGroup(settings, 1, group, [0], cpus=1, gpus=0, reward_weights={"format": 1.0}, reward_options={}, max_restarts=2)
     processor = load_processor(tiny_model, **BUDGET)
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}], add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}], add_generation_prompt=True, tokenize=False
+    )
     item = PromptItem(uid="a", group=0, prompt_text=text, images=[tiny_image], solution="2")
     sampling = SamplingSettings(n=2, max_tokens=8, seed=0)
 

@@ -12,8 +12,7 @@ from rft.tasks import convert
 
 @pytest.fixture
 def meta_file(tmp_path, records):
-    many = [r.__class__(f"id{i}", r.images, r.problem, r.answer, r.cot or "reasoning", r.meta)
-            for i, r in enumerate(records * 3)]  # 9 records, all with a cot
+    many = [r.__class__(f"id{i}", r.images, r.problem, r.answer, r.cot or "reasoning", r.meta) for i, r in enumerate(records * 3)]  # 9 records, all with a cot
     return write_records(many, tmp_path / "meta.json", "meta")
 
 
@@ -57,14 +56,12 @@ def test_rl_format(tmp_path, meta_file):
 def test_rl_strict(tmp_path, meta_file):
     out = tmp_path / "rl.json"
     convert.main(["--to", "rl", "--in", str(meta_file), "--out", str(out), "--strict"])
-    assert all(set(it) == {"id", "image", "problem", "solution"}
-               for it in json.loads(out.read_text()))
+    assert all(set(it) == {"id", "image", "problem", "solution"} for it in json.loads(out.read_text()))
 
 
 def test_split_first_n_and_rest(tmp_path, meta_file, stub_task):
     a, b = tmp_path / "stage1.json", tmp_path / "stage2.json"
-    rc = convert.main(["--in", str(meta_file), "--split-first", "4", "--task", "counting",
-                       "--stage1-out", str(a), "--stage2-out", str(b)])
+    rc = convert.main(["--in", str(meta_file), "--split-first", "4", "--task", "counting", "--stage1-out", str(a), "--stage2-out", str(b)])
     assert rc == 0 and stub_task == ["counting"]
     s1, s2 = json.loads(a.read_text()), json.loads(b.read_text())
     assert [it["id"] for it in s1] == ["id0", "id1", "id2", "id3"]
@@ -76,15 +73,25 @@ def test_split_first_n_and_rest(tmp_path, meta_file, stub_task):
 
 def test_split_stage2_all(tmp_path, meta_file):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    convert.main(["--in", str(meta_file), "--split-first", "4", "--stage1-format", "rl",
-                  "--stage1-out", str(a), "--stage2-out", str(b), "--stage2-all"])
+    convert.main(["--in", str(meta_file), "--split-first", "4", "--stage1-format", "rl", "--stage1-out", str(a), "--stage2-out", str(b), "--stage2-all"])
     assert len(json.loads(a.read_text())) == 4 and len(json.loads(b.read_text())) == 9
 
 
 def test_split_too_large(tmp_path, meta_file, capsys):
-    rc = convert.main(["--in", str(meta_file), "--split-first", "9", "--stage1-format", "rl",
-                       "--stage1-out", str(tmp_path / "a.json"),
-                       "--stage2-out", str(tmp_path / "b.json")])
+    rc = convert.main(
+        [
+            "--in",
+            str(meta_file),
+            "--split-first",
+            "9",
+            "--stage1-format",
+            "rl",
+            "--stage1-out",
+            str(tmp_path / "a.json"),
+            "--stage2-out",
+            str(tmp_path / "b.json"),
+        ]
+    )
     assert rc == 1 and "nothing for stage 2" in capsys.readouterr().err
 
 
@@ -109,8 +116,7 @@ def test_sft_needs_a_task(tmp_path, meta_file, capsys):
 
 def test_cot_sft_needs_cots(tmp_path, records, stub_task, capsys):
     path = write_records(records, tmp_path / "m.json", "meta")  # r1 has no cot
-    rc = convert.main(["--to", "cot_sft", "--in", str(path), "--out", str(tmp_path / "o.json"),
-                       "--task", "t"])
+    rc = convert.main(["--to", "cot_sft", "--in", str(path), "--out", str(tmp_path / "o.json"), "--task", "t"])
     assert rc == 1 and "'r1'" in capsys.readouterr().err
 
 
@@ -126,8 +132,7 @@ def test_with_the_real_task_registry(tmp_path):
 
     paths = synth_dataset("counting", tmp_path / "syn", n_train=6, n_test=1, seed=0)
     out = tmp_path / "cot.json"
-    rc = convert.main(["--to", "cot_sft", "--in", str(paths["train"]), "--out", str(out),
-                       "--task", "counting"])
+    rc = convert.main(["--to", "cot_sft", "--in", str(paths["train"]), "--out", str(out), "--task", "counting"])
     assert rc == 0
     items = json.loads(out.read_text())
     assert len(items) == 6 and "How many objects" in items[0]["messages"][0]["content"]
@@ -135,8 +140,7 @@ def test_with_the_real_task_registry(tmp_path):
 
 def test_paths_relative_to_output(tmp_path, meta_file):
     out = tmp_path / "elsewhere" / "rl.json"
-    convert.main(["--to", "rl", "--in", str(meta_file), "--out", str(out),
-                  "--paths-relative-to-output"])
+    convert.main(["--to", "rl", "--in", str(meta_file), "--out", str(out), "--paths-relative-to-output"])
     assert len(load_records(out)) == 9  # loads with the default image root
 
 

@@ -124,9 +124,7 @@ def test_detection_abs_boxes_in_evaluation() -> None:
     # the same extras the rewards take, from a task built with the default format
     extras = get_task("detection").reward_kwargs(records, seen)
     extras["box_format"] = ["abs", "abs"]
-    assert get_task("detection").evaluate(completions, records, **extras).score == pytest.approx(
-        100.0
-    )
+    assert get_task("detection").evaluate(completions, records, **extras).score == pytest.approx(100.0)
     assert task.evaluate(completions, records).score < 100.0  # original sizes: wrong frame
     with pytest.raises(ValueError, match="image_size"):
         task.evaluate(completions, records, image_size=[(320, 240)])
@@ -139,9 +137,7 @@ def test_grounding_mean_iou() -> None:
     assert result.per_item == [1.0, 0.5, 0.0, 0.0]
     assert (result.score, result.n_unparsed) == (37.5, 2)
     pixels = [tagged("(0,0),(64,48)")] * 4  # pixels of the 640 x 480 image seen
-    assert get_task("grounding").evaluate(
-        pixels, records, box_format="abs", image_size=(640, 480)
-    ).score == pytest.approx(100.0)
+    assert get_task("grounding").evaluate(pixels, records, box_format="abs", image_size=(640, 480)).score == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)

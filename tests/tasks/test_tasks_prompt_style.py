@@ -1,11 +1,11 @@
 """The one prompt-style resolver: which prompt a model sees per stage, in training and in eval."""
 
 import pytest
+from rft_test_helpers import compose
 
 from rft.data.records import Record
 from rft.tasks import PromptStyle, get_task
 from rft.tasks.prompting import Purpose, prompt_style
-from rft_test_helpers import compose
 
 TRAIN_AND_EVAL_AUTO = [
     ("ans_sft", PromptStyle.ans_sft),

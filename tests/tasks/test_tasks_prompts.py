@@ -59,10 +59,7 @@ def record(problem: str, answer: str = "3", **meta) -> Record:
 
 def test_counting_rl_prompt_is_the_seeds() -> None:
     prompt = get_task("counting").user_prompt(record("How many objects are there?"), "rl")
-    assert prompt == (
-        "How many objects are there? Output the thinking process in <think> </think> and final "
-        "answer (number) in <answer> </answer> tags."
-    )
+    assert prompt == ("How many objects are there? Output the thinking process in <think> </think> and final answer (number) in <answer> </answer> tags.")
 
 
 def test_structure_prompts_follow_the_subset() -> None:
@@ -75,8 +72,7 @@ def test_structure_prompts_follow_the_subset() -> None:
     )
     number = record("Find the area.", "12.5", subset="non_choice")
     assert task.user_prompt(number, "rl") == (
-        "Find the area. Output the thinking process in <think> </think> and final answer "
-        "(float number or int number) in <answer> </answer> tags."
+        "Find the area. Output the thinking process in <think> </think> and final answer (float number or int number) in <answer> </answer> tags."
     )
     assert task.subset_of(record("Find x.", "C")) == "choice"  # the seeds' rule without meta
     assert task.subset_of(record("Find x.", "12")) == "non_choice"
@@ -100,9 +96,7 @@ def test_classification_prompt() -> None:
     task = get_task("classification")
     flower = record("", "daisy", kind="flower", classes=["daisy", "rose"])
     prompt = task.user_prompt(flower, "rl")
-    assert prompt.startswith(
-        "This is an image containing a flower. Please identify the species of the flower"
-    )
+    assert prompt.startswith("This is an image containing a flower. Please identify the species of the flower")
     assert prompt.endswith("<answer>species name</answer>") and "daisy" not in prompt
     car = record("", "Audi A4", kind="car")
     assert "identify the model of the car" in task.user_prompt(car, "zero_shot")
@@ -135,9 +129,7 @@ def test_sft_targets() -> None:
     task = get_task("counting")
     example = dataclasses.replace(task.examples[0], cot="  three things  ")
     assert task.sft_target(example, "ans_sft") == "3"
-    assert task.sft_target(example, "cot_sft") == (
-        "<think>\nthree things\n</think>\n<answer>\n3\n</answer>"
-    )
+    assert task.sft_target(example, "cot_sft") == ("<think>\nthree things\n</think>\n<answer>\n3\n</answer>")
     with pytest.raises(ValueError, match="no chain of thought"):
         task.sft_target(dataclasses.replace(example, cot=None), "cot_sft")
     with pytest.raises(ValueError, match="SFT"):
@@ -152,9 +144,7 @@ def test_cot_target_earns_every_default_reward_in_full(name: str, record: Record
     completion = task.sft_target(record, "cot_sft")
     kwargs = task.reward_kwargs([record])
     for reward in task.default_rewards:
-        assert get_reward(reward)([completion], [record.answer], **kwargs) == [
-            REWARD_RANGES[reward][1]
-        ]
+        assert get_reward(reward)([completion], [record.answer], **kwargs) == [REWARD_RANGES[reward][1]]
     assert task.parse_answer(completion) is not None
 
 
@@ -162,9 +152,7 @@ def test_parse_answer() -> None:
     assert get_task("counting").parse_answer("<think>x</think><answer> 3 </answer>") == "3"
     assert get_task("counting").parse_answer("  ") is None
     spatial = get_task("spatial")
-    assert spatial.parse_answer("<answer>change_color(1, red), change_color(1, red)</answer>") == (
-        "change_color(1, 'red')"
-    )
+    assert spatial.parse_answer("<answer>change_color(1, red), change_color(1, red)</answer>") == ("change_color(1, 'red')")
     assert spatial.parse_answer("<answer>no idea</answer>") is None
     detection = get_task("detection")
     assert detection.parse_answer("<answer>No Objects</answer>") == "No Objects"

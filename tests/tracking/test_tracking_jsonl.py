@@ -78,10 +78,9 @@ def test_bad_arguments(tmp_path):
 
 
 def test_context_manager_propagates_errors(tmp_path):
-    with pytest.raises(ZeroDivisionError):
-        with Tracker(tmp_path / "run", sinks=("jsonl",)) as t:
-            t.log(0, {"x": 1})
-            1 / 0
+    with pytest.raises(ZeroDivisionError), Tracker(tmp_path / "run", sinks=("jsonl",)) as t:
+        t.log(0, {"x": 1})
+        1 / 0  # noqa: B018 (the error under test)
     assert len(_rows(tmp_path / "run")) == 1
 
 
@@ -103,8 +102,15 @@ def test_flatten_config_kinds():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("reward/mean", "reward/mean"), ("eval/count id/score", "eval/count id/score"), ("a//b/", "a/b"),
-     ("/x", "x"), ("bad name!", "bad name_"), ("a/../b", "a/__/b"), ("x" * 300, "x" * 250)],
+    [
+        ("reward/mean", "reward/mean"),
+        ("eval/count id/score", "eval/count id/score"),
+        ("a//b/", "a/b"),
+        ("/x", "x"),
+        ("bad name!", "bad name_"),
+        ("a/../b", "a/__/b"),
+        ("x" * 300, "x" * 250),
+    ],
 )
 def test_mlflow_key(name, expected):
     assert mlflow_key(name) == expected

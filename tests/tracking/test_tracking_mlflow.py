@@ -32,10 +32,9 @@ def test_params_and_metrics_read_back(tmp_path, mlflow_uri):
 
 
 def test_nested_runs_and_failed_status(tmp_path, mlflow_uri):
-    with _tracker(tmp_path / "parent", mlflow_uri, run_name="sweep") as parent:
-        with pytest.raises(RuntimeError):
-            with _tracker(tmp_path / "child", mlflow_uri, run_name="trial-0", parent_run_id=parent.mlflow_run_id) as child:
-                raise RuntimeError("trial crashed")
+    with _tracker(tmp_path / "parent", mlflow_uri, run_name="sweep") as parent, pytest.raises(RuntimeError):  # noqa: SIM117 (the child needs the parent id)
+        with _tracker(tmp_path / "child", mlflow_uri, run_name="trial-0", parent_run_id=parent.mlflow_run_id) as child:
+            raise RuntimeError("trial crashed")
     client = MlflowClient(tracking_uri=mlflow_uri)
     child_run = client.get_run(child.mlflow_run_id)
     assert child_run.data.tags["mlflow.parentRunId"] == parent.mlflow_run_id

@@ -17,8 +17,7 @@ def _write_metrics(run_dir, rows):
 
 
 def _synthetic_rows():
-    rows = [{"step": s, "reward/mean": s / 10, "kl": 0.01 * s, "timing/step_s": 3.0, "format/mean": 1.0}
-            for s in range(10)]
+    rows = [{"step": s, "reward/mean": s / 10, "kl": 0.01 * s, "timing/step_s": 3.0, "format/mean": 1.0} for s in range(10)]
     rows[4]["eval/counting_id/score"] = 80.0
     rows[9]["eval/counting_id/score"] = 85.0
     rows[9]["eval/counting_ood/score"] = 40.0
@@ -50,8 +49,7 @@ def test_empty_or_absent_metrics_still_give_a_report(tmp_path):
 
 
 def test_series_last_row_per_step_wins_and_skips_non_numbers():
-    rows = [{"step": 0, "x": 1}, {"step": 1, "x": 2}, {"step": 1, "x": 5}, {"step": 2, "x": "n/a"},
-            {"step": 3, "x": float("nan")}, {"step": 4}]
+    rows = [{"step": 0, "x": 1}, {"step": 1, "x": 2}, {"step": 1, "x": 5}, {"step": 2, "x": "n/a"}, {"step": 3, "x": float("nan")}, {"step": 4}]
     assert series(rows, "x") == ([0, 1], [1.0, 5.0])
     step, value = last_values(rows)["x"]
     assert step == 3 and math.isnan(value)

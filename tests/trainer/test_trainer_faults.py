@@ -4,18 +4,25 @@ with a clear error after a checkpoint (a real divergence: learning rate 1e30).""
 from __future__ import annotations
 
 import pytest
+from rft_test_helpers import TINY_RL, compose, read_metrics
 
 from rft.trainer import run
 from rft.trainer.rl import TrainingStopped
-from rft_test_helpers import TINY_RL, compose, read_metrics
 
 pytestmark = pytest.mark.slow
 
 
 def test_non_finite_updates_are_skipped_then_the_run_stops(ray_cluster, tmp_path):
     overrides = TINY_RL + [
-        "rollout.engine=hf", "reward=length", "algo.lr=1e30", "algo.beta=0", "learner.zero_stage=2",
-        "learner.max_bad_updates=2", "trainer.max_steps=6", "trainer.save_every=100", "rollout.max_tokens=16",
+        "rollout.engine=hf",
+        "reward=length",
+        "algo.lr=1e30",
+        "algo.beta=0",
+        "learner.zero_stage=2",
+        "learner.max_bad_updates=2",
+        "trainer.max_steps=6",
+        "trainer.save_every=100",
+        "rollout.max_tokens=16",
     ]
     with pytest.raises(TrainingStopped, match="2 updates in a row had a non-finite loss") as err:
         run(compose(overrides), tmp_path)

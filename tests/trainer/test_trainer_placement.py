@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from rft_test_helpers import compose
 
 from rft.placement.cluster import ResourceError, local_cpus_needed, reserve
 from rft.placement.workers import _bundles
-from rft_test_helpers import compose
 
 
 def test_separate_bundles():

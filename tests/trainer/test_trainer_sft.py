@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from rft_test_helpers import EASY_COUNTING, TINY_RL, compose, read_metrics
 
 from rft.data.records import Record
 from rft.tasks import get_task
 from rft.trainer import run
 from rft.trainer.reason_rft import StageOneMissing, split_for_stages, stage_one_model
 from rft.trainer.sft import SFTDataError, usable_records
-from rft_test_helpers import EASY_COUNTING, TINY_RL, compose, read_metrics
 
-SFT = ["task=counting", "model=tiny_qwen2vl", "data.synth_n_train=48", "data.synth_n_test=8", "tracking=jsonl", "trainer.progress=false", "sft.lr=2e-3", "sft.warmup_steps=2", "sft.batch_size=8"]
+SFT = [
+    "task=counting",
+    "model=tiny_qwen2vl",
+    "data.synth_n_train=48",
+    "data.synth_n_test=8",
+    "tracking=jsonl",
+    "trainer.progress=false",
+    "sft.lr=2e-3",
+    "sft.warmup_steps=2",
+    "sft.batch_size=8",
+]
 
 
 @pytest.mark.slow
@@ -38,11 +48,23 @@ def test_zero_runs_grpo_from_the_base_model(ray_cluster, tmp_path):
 @pytest.mark.slow
 def test_reason_rft_chain(ray_cluster, tmp_path):
     """COT-SFT on the first 48 records, then GRPO from its checkpoint on the other 16."""
-    overrides = SFT + EASY_COUNTING + [
-        "stage=reason_rft", "stage.sft_samples=48", "data.synth_n_train=64", "sft.max_steps=60",
-        "sft.warmup_steps=4", "trainer.max_steps=2", "trainer.prompts_per_step=2",
-        "algo.num_generations=4", "rollout.max_tokens=64", "eval.max_tokens=120", "eval.limit=8",
-    ]
+    overrides = (
+        SFT
+        + EASY_COUNTING
+        + [
+            "stage=reason_rft",
+            "stage.sft_samples=48",
+            "data.synth_n_train=64",
+            "sft.max_steps=60",
+            "sft.warmup_steps=4",
+            "trainer.max_steps=2",
+            "trainer.prompts_per_step=2",
+            "algo.num_generations=4",
+            "rollout.max_tokens=64",
+            "eval.max_tokens=120",
+            "eval.limit=8",
+        ]
+    )
     run(compose(overrides), tmp_path)
     result = json.loads((tmp_path / "result.json").read_text())
     stage1_hf = stage_one_model(tmp_path / "stage1_sft")

@@ -45,7 +45,9 @@ def test_sampler_without_shuffle_and_with_nothing():
 
 # ---- step rows ----------------------------------------------------------------------------------
 def _completion(group: int, total: float, tokens: int, finish: str = "stop") -> Completion:
-    return Completion(group=group, sample=0, token_ids=[1] * tokens, text="", logprobs=[], finish_reason=finish, rewards={"total": total, "accuracy": total, "format": 1.0})
+    return Completion(
+        group=group, sample=0, token_ids=[1] * tokens, text="", logprobs=[], finish_reason=finish, rewards={"total": total, "accuracy": total, "format": 1.0}
+    )
 
 
 def test_rollout_metrics_and_the_primary_reward():
@@ -62,7 +64,12 @@ def test_rl_row_renames_learner_statistics_and_keeps_counts_out_of_the_times():
     assert row["reward/mean"] == 0.25 and row["kl"] == 0.1 and row["rollout/logprob_gap"] == 0.01
     assert math.isnan(row["entropy"]) and row["clip_frac"] == 0.0  # not reported: NaN or its neutral value
     assert {k: v for k, v in row.items() if k.startswith("timing/")} == {
-        "timing/generate_s": 2.0, "timing/reward_s": 0.5, "timing/logprob_s": 1.0, "timing/update_s": 4.0, "timing/sync_s": 0.5, "timing/step_s": 8.0,
+        "timing/generate_s": 2.0,
+        "timing/reward_s": 0.5,
+        "timing/logprob_s": 1.0,
+        "timing/update_s": 4.0,
+        "timing/sync_s": 0.5,
+        "timing/step_s": 8.0,
     }
     assert (row["rollout/tokens_per_s"], row["learner/tokens_per_s"], row["sync/mb_per_s"]) == (50.0, 40.0, 4.0)
     assert (row["weight_version"], row["samples"], row["dapo/dynamic_sampling_rounds"]) == (3.0, 8.0, 2.0)
@@ -70,7 +77,16 @@ def test_rl_row_renames_learner_statistics_and_keeps_counts_out_of_the_times():
 
 def test_sft_row():
     row = sft_step_row({"loss": 1.5, "grad_norm": 0.5, "lr": 1e-3, "skipped_update": 0.0, "update_s": 2.0, "tokens": 64.0}, step_s=3.0, epoch=1)
-    assert row == {"loss": 1.5, "grad_norm": 0.5, "lr": 1e-3, "skipped_update": 0.0, "timing/update_s": 2.0, "timing/step_s": 3.0, "learner/tokens_per_s": 32.0, "epoch": 1.0}
+    assert row == {
+        "loss": 1.5,
+        "grad_norm": 0.5,
+        "lr": 1e-3,
+        "skipped_update": 0.0,
+        "timing/update_s": 2.0,
+        "timing/step_s": 3.0,
+        "learner/tokens_per_s": 32.0,
+        "epoch": 1.0,
+    }
 
 
 # ---- result.json --------------------------------------------------------------------------------

@@ -54,7 +54,13 @@ def test_a_mode_that_cannot_run_fails_naming_the_key(overrides, reason):
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["rollout.weight_sync=gloo"], GPUS + ["rollout.weight_sync=nccl"], GPUS + ["cluster.colocate=true", "rollout.weight_sync=ipc"], GPUS + ["rollout.engine=hf"]],
+    [
+        [],
+        ["rollout.weight_sync=gloo"],
+        GPUS + ["rollout.weight_sync=nccl"],
+        GPUS + ["cluster.colocate=true", "rollout.weight_sync=ipc"],
+        GPUS + ["rollout.engine=hf"],
+    ],
 )
 def test_modes_that_can_run_pass(overrides):
     validate_mode(_compose(overrides))

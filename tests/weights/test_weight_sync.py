@@ -33,13 +33,25 @@ def _prompt(tiny_model, image):
 
 
 RL_LOSS = LossSettings(
-    beta=0.0, kl_estimator=KLEstimator.k3, clip_eps_low=0.2, clip_eps_high=0.2, aggregation=Aggregation.seq_mean_token_mean,
-    entropy_coef=0.0, max_completion_len=None, tis_cap=0.0,
+    beta=0.0,
+    kl_estimator=KLEstimator.k3,
+    clip_eps_low=0.2,
+    clip_eps_high=0.2,
+    aggregation=Aggregation.seq_mean_token_mean,
+    entropy_coef=0.0,
+    max_completion_len=None,
+    tis_cap=0.0,
 )
 # A large constant learning rate, so that one update visibly moves the engine's log-probs.
 SETTINGS = TINY_RL + [
-    "learner.zero_stage=3", "learner.micro_batch_tokens=4096", "algo.lr=1e-2", "algo.lr_scheduler=constant",
-    "algo.warmup_steps=0", "algo.weight_decay=0.0", "rollout.max_model_len=1024", "rollout.engine=vllm",
+    "learner.zero_stage=3",
+    "learner.micro_batch_tokens=4096",
+    "algo.lr=1e-2",
+    "algo.lr_scheduler=constant",
+    "algo.warmup_steps=0",
+    "algo.weight_decay=0.0",
+    "rollout.max_model_len=1024",
+    "rollout.engine=vllm",
 ]
 
 
@@ -61,12 +73,16 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
     cfg = compose(SETTINGS + [f"rollout.weight_sync={sync}"])
     assert (cfg.model.min_pixels, cfg.model.max_pixels) == (MIN_PIXELS, MAX_PIXELS)
     group = placement([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}])
-    learner = LearnerGroup(
-        learner_settings(cfg, tiny_model, sft=False, total_steps=4, need_reference=False), 2, group, [0, 1], cpus=1, gpus=0
-    )
+    learner = LearnerGroup(learner_settings(cfg, tiny_model, sft=False, total_steps=4, need_reference=False), 2, group, [0, 1], cpus=1, gpus=0)
     rollout = RolloutGroup(
-        engine_settings(cfg, tiny_model, seed=0, weight_sync=sync), 1, group, [2], cpus=1, gpus=0,
-        reward_weights={"format": 1.0}, reward_options={},
+        engine_settings(cfg, tiny_model, seed=0, weight_sync=sync),
+        1,
+        group,
+        [2],
+        cpus=1,
+        gpus=0,
+        reward_weights={"format": 1.0},
+        reward_options={},
     )
     weight_sync = WeightSyncer(sync, learner, rollout, tmp_path / "sync")
     weight_sync.open()

@@ -42,12 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     opts = dict(args.opt)
     try:
         if args.out:
-            paths = synth_dataset(args.task, args.out, args.n, n_test, args.seed,
-                                  args.image_size, **opts)
+            paths = synth_dataset(args.task, args.out, args.n, n_test, args.seed, args.image_size, **opts)
             print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
         else:
-            print(ensure_synth(args.task, n_train=args.n, n_test=n_test, seed=args.seed,
-                               image_size=args.image_size, **opts))
+            print(ensure_synth(args.task, n_train=args.n, n_test=n_test, seed=args.seed, image_size=args.image_size, **opts))
     except (TypeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -44,8 +44,7 @@ def _squash(name: str) -> str:
 assert not any(_squash(a) in _squash(b) for a in SPECIES for b in SPECIES if a != b)
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     classes = _classes(opts)
     name = classes[index % len(classes)]
     ood = split == "test_ood"
@@ -60,8 +59,7 @@ def make(rng: np.random.Generator, split: str, index: int, image_size: int,
     _flower(canvas, SPECIES[name], cx, cy, radius, float(rng.uniform(0, 2 * math.pi)))
     petals, shape, petal_color, centre = SPECIES[name]
     problem = f"What species of flower is this? Choose one of: {', '.join(classes)}."
-    cot = (f"The flower has {petals} {shape} {petal_color} petals around a {centre} centre. "
-           f"That matches the {name}.")
+    cot = f"The flower has {petals} {shape} {petal_color} petals around a {centre} centre. That matches the {name}."
     return Example([image], problem, name, cot, {"kind": "flower", "classes": classes})
 
 
@@ -93,17 +91,14 @@ def _background(rng, canvas: ImageDraw.ImageDraw, size: int, ood: bool) -> None:
                 canvas.rectangle((k + off, j, k + off + step - 1, j + step - 1), fill=light)
 
 
-def _flower(canvas: ImageDraw.ImageDraw, species, cx: float, cy: float, radius: float,
-            rotation: float) -> None:
+def _flower(canvas: ImageDraw.ImageDraw, species, cx: float, cy: float, radius: float, rotation: float) -> None:
     petals, shape, petal_color, centre_color = species
     rgb = D.COLORS[petal_color]
     for k in range(petals):
         angle = rotation + 2 * math.pi * k / petals
-        canvas.polygon(_petal(cx, cy, radius, angle, shape, petals), fill=rgb,
-                       outline=D.darker(rgb, 0.75))
+        canvas.polygon(_petal(cx, cy, radius, angle, shape, petals), fill=rgb, outline=D.darker(rgb, 0.75))
     r = radius * 0.24
-    canvas.ellipse((cx - r, cy - r, cx + r, cy + r), fill=D.COLORS[centre_color],
-                   outline=D.darker(D.COLORS[centre_color], 0.7))
+    canvas.ellipse((cx - r, cy - r, cx + r, cy + r), fill=D.COLORS[centre_color], outline=D.darker(D.COLORS[centre_color], 0.7))
 
 
 def _petal(cx, cy, radius, angle, shape, petals):
@@ -111,10 +106,8 @@ def _petal(cx, cy, radius, angle, shape, petals):
     length, mid = radius * 0.5, radius * 0.5  # the petal spans 0–radius from the centre
     half_width = min(radius * (0.24 if shape == "round" else 0.2), radius * 1.4 / petals)
     if shape == "round":
-        points = [(mid + length * math.cos(t), half_width * math.sin(t))
-                  for t in (2 * math.pi * k / 24 for k in range(24))]
+        points = [(mid + length * math.cos(t), half_width * math.sin(t)) for t in (2 * math.pi * k / 24 for k in range(24))]
     else:
-        points = [(mid - length, 0.0), (mid - 0.2 * length, half_width), (mid + length, 0.0),
-                  (mid - 0.2 * length, -half_width)]
+        points = [(mid - length, 0.0), (mid - 0.2 * length, half_width), (mid + length, 0.0), (mid - 0.2 * length, -half_width)]
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + a * c - b * s, cy + a * s + b * c) for a, b in points]

@@ -87,11 +87,11 @@ def synth_dataset(
     paths = {}
     for split in gen.SPLITS:
         n = n_train if split == "train" else n_test
-        items = [_write_example(gen, task, split, i, seed, image_size, resolved, out)
-                 for i in tqdm(range(n), desc=f"{task}/{split}", disable=n < 500, leave=False)]
+        items = [
+            _write_example(gen, task, split, i, seed, image_size, resolved, out) for i in tqdm(range(n), desc=f"{task}/{split}", disable=n < 500, leave=False)
+        ]
         paths[split] = write_items(items, out / f"{split}.json")
-    info = {"task": task, "version": GENERATOR_VERSION, "seed": seed, "n_train": n_train,
-            "n_test": n_test, "image_size": image_size, "opts": resolved}
+    info = {"task": task, "version": GENERATOR_VERSION, "seed": seed, "n_train": n_train, "n_test": n_test, "image_size": image_size, "opts": resolved}
     (out / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return paths
 
@@ -99,21 +99,18 @@ def synth_dataset(
 def _write_example(gen, task, split, index, seed, image_size, opts, out: Path) -> dict[str, Any]:
     ex: Example = gen.make(example_rng(seed, task, split, index), split, index, image_size, opts)
     stem = f"{split}-{index:05d}"
-    names = [f"images/{stem}.png"] if len(ex.images) == 1 else [
-        f"images/{stem}-{k}.png" for k in range(len(ex.images))]
+    names = [f"images/{stem}.png"] if len(ex.images) == 1 else [f"images/{stem}-{k}.png" for k in range(len(ex.images))]
     for name, image in zip(names, ex.images):
         image.save(out / name, format="PNG")
-    item = {"id": f"{task}-{stem}", "image": names[0] if len(names) == 1 else names,
-            "problem": ex.problem, "answer": ex.answer, "cot": ex.cot}
+    item = {"id": f"{task}-{stem}", "image": names[0] if len(names) == 1 else names, "problem": ex.problem, "answer": ex.answer, "cot": ex.cot}
     item.update(ex.meta)
     return item
 
 
-def params_key(task: str, n_train: int, n_test: int, seed: int, image_size: int,
-               opts: dict[str, Any]) -> str:
-    blob = json.dumps({"task": task, "version": GENERATOR_VERSION, "n_train": n_train,
-                       "n_test": n_test, "seed": seed, "image_size": image_size, "opts": opts},
-                      sort_keys=True)
+def params_key(task: str, n_train: int, n_test: int, seed: int, image_size: int, opts: dict[str, Any]) -> str:
+    blob = json.dumps(
+        {"task": task, "version": GENERATOR_VERSION, "n_train": n_train, "n_test": n_test, "seed": seed, "image_size": image_size, "opts": opts}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

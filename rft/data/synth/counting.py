@@ -37,11 +37,9 @@ DEFAULTS: dict[str, Any] = {
 _MAX_SCENE_TRIES = 50
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     ood = split == "test_ood"
-    lo, hi = (opts["ood_min_objects"], opts["ood_max_objects"]) if ood else (
-        opts["min_objects"], opts["max_objects"])
+    lo, hi = (opts["ood_min_objects"], opts["ood_max_objects"]) if ood else (opts["min_objects"], opts["max_objects"])
     n = int(rng.integers(lo, hi + 1))
     objects = _attributes(rng, n, opts, ood)
     objects, centres, radii = _place(rng, objects, image_size, opts)
@@ -82,8 +80,7 @@ def _place(rng, objects, image_size: int, opts):
         centres = D.place_discs(rng, radii, image_size, image_size, margin=2, gap=2)
         if centres is not None:
             return objects, centres, radii
-    raise ValueError(f"cannot fit {len(objects)} objects in {image_size}px; lower max_objects "
-                     "or the sizes, or raise image_size")
+    raise ValueError(f"cannot fit {len(objects)} objects in {image_size}px; lower max_objects or the sizes, or raise image_size")
 
 
 def _cot(objects, centres, image_size: int) -> str:

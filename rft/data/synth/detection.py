@@ -40,8 +40,7 @@ DEFAULTS: dict[str, Any] = {
 _TRIES = 50
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     ood = split == "test_ood"
     vocabulary = opts["base_categories"] + (opts["novel_categories"] if ood else [])
     askable = opts["novel_categories"] if ood else opts["base_categories"]
@@ -52,13 +51,10 @@ def make(rng: np.random.Generator, split: str, index: int, image_size: int,
     for shape, color, cx, cy, r, rot in objects:
         rgb = D.COLORS[color]
         D.draw_shape(canvas, shape, cx, cy, r, fill=rgb, outline=D.darker(rgb), rotation=rot)
-    boxes = [(shape, color, cx, cy, D.norm_box(D.shape_bbox(shape, cx, cy, r, rot),
-                                               image_size, image_size))
-             for shape, color, cx, cy, r, rot in objects]
+    boxes = [(shape, color, cx, cy, D.norm_box(D.shape_bbox(shape, cx, cy, r, rot), image_size, image_size)) for shape, color, cx, cy, r, rot in objects]
     hits = sorted((b for b in boxes if b[0] == asked), key=lambda b: (b[4][0], b[4][1]))
     answer = format_boxes([b[4] for b in hits])
-    meta = {"category": asked, "image_size": [image_size, image_size], "categories": vocabulary,
-            "all_boxes": [{"category": b[0], "box": b[4]} for b in boxes]}
+    meta = {"category": asked, "image_size": [image_size, image_size], "categories": vocabulary, "all_boxes": [{"category": b[0], "box": b[4]} for b in boxes]}
     return Example([image], asked, answer, _cot(asked, hits, image_size), meta)
 
 
@@ -77,13 +73,11 @@ def _scene(rng, vocabulary, asked, absent, image_size, opts):
         shapes = [D.pick(rng, pool) for _ in range(n)]
         if not absent and asked not in shapes:
             shapes[int(rng.integers(n))] = asked
-        radii = [image_size * float(rng.uniform(opts["min_radius"], opts["max_radius"]))
-                 for _ in range(n)]
+        radii = [image_size * float(rng.uniform(opts["min_radius"], opts["max_radius"])) for _ in range(n)]
         centres = D.place_discs(rng, radii, image_size, image_size, margin=1, gap=3)
         if centres is None:
             continue
-        return [(s, D.pick(rng, opts["colors"]), cx, cy, r, _rotation(rng, s))
-                for s, (cx, cy), r in zip(shapes, centres, radii)]
+        return [(s, D.pick(rng, opts["colors"]), cx, cy, r, _rotation(rng, s)) for s, (cx, cy), r in zip(shapes, centres, radii)]
     raise ValueError("cannot place the detection scene; lower max_objects or the radii")
 
 

@@ -9,7 +9,7 @@ vary between machines.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -55,11 +55,7 @@ def mix(a: RGB, b: RGB, t: float) -> RGB:
 
 
 def regular_polygon(cx: float, cy: float, r: float, n: int, rotation: float = 0.0):
-    return [
-        (cx + r * math.sin(rotation + 2 * math.pi * k / n),
-         cy - r * math.cos(rotation + 2 * math.pi * k / n))
-        for k in range(n)
-    ]
+    return [(cx + r * math.sin(rotation + 2 * math.pi * k / n), cy - r * math.cos(rotation + 2 * math.pi * k / n)) for k in range(n)]
 
 
 def shape_points(kind: str, cx: float, cy: float, r: float, rotation: float = 0.0):
@@ -83,8 +79,7 @@ def shape_points(kind: str, cx: float, cy: float, r: float, rotation: float = 0.
         return [p for pair in zip(outer, inner) for p in pair]
     if kind == "cross":
         a, b = r * 0.35, r * 0.9
-        pts = [(a, b), (a, a), (b, a), (b, -a), (a, -a), (a, -b),
-               (-a, -b), (-a, -a), (-b, -a), (-b, a), (-a, a), (-a, b)]
+        pts = [(a, b), (a, a), (b, a), (b, -a), (a, -a), (a, -b), (-a, -b), (-a, -a), (-b, -a), (-b, a), (-a, a), (-a, b)]
         c, s = math.cos(rotation), math.sin(rotation)
         return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
     raise ValueError(f"unknown shape {kind!r}; known: {SHAPES}")
@@ -164,8 +159,7 @@ def region_phrase(region: str) -> str:
 
 def reading_order(centres: Sequence[tuple[float, float]], height: int) -> list[int]:
     """Indices sorted row by row (image thirds), left to right within a row."""
-    return sorted(range(len(centres)),
-                  key=lambda i: (min(2, int(3 * centres[i][1] / height)), centres[i][0]))
+    return sorted(range(len(centres)), key=lambda i: (min(2, int(3 * centres[i][1] / height)), centres[i][0]))
 
 
 def norm_box(box: Sequence[float], width: int, height: int) -> list[int]:
@@ -206,8 +200,7 @@ def text_size(text: str, scale: int = 1) -> tuple[int, int]:
     return (sum(widths) + max(0, len(text) - 1)) * scale, _GLYPH_HEIGHT * scale
 
 
-def draw_text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, color: RGB,
-              scale: int = 1) -> None:
+def draw_text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, color: RGB, scale: int = 1) -> None:
     """Draw `text` with its top-left corner at (x, y)."""
     x0, y0 = int(round(x)), int(round(y))
     for ch in text:
@@ -220,8 +213,7 @@ def draw_text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, color: R
         x0 += (len(glyph[0]) + 1) * scale
 
 
-def draw_text_centered(draw: ImageDraw.ImageDraw, cx: float, cy: float, text: str, color: RGB,
-                       scale: int = 1, background: RGB | None = None) -> None:
+def draw_text_centered(draw: ImageDraw.ImageDraw, cx: float, cy: float, text: str, color: RGB, scale: int = 1, background: RGB | None = None) -> None:
     w, h = text_size(text, scale)
     x, y = cx - w / 2, cy - h / 2
     if background is not None:

@@ -41,8 +41,7 @@ _RELATIONS = ("left of", "right of", "above", "below")
 _TRIES = 100
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     ood = split == "test_ood"
     for _ in range(_TRIES):
         objects = _scene(rng, image_size, opts, ood)
@@ -55,22 +54,20 @@ def make(rng: np.random.Generator, split: str, index: int, image_size: int,
     else:
         raise ValueError("cannot build a describable grounding scene; adjust the object counts")
     image, canvas = D.new_canvas(image_size, tuple(opts["background"]))
-    for shape, color, size, cx, cy, r in objects:
+    for shape, color, _size, cx, cy, r in objects:
         rgb = D.COLORS[color]
         D.draw_shape(canvas, shape, cx, cy, r, fill=rgb, outline=D.darker(rgb))
     shape, color, size, cx, cy, r = objects[target]
     x1, y1, x2, y2 = D.norm_box(D.shape_bbox(shape, cx, cy, r), image_size, image_size)
     answer = f"({x1},{y1}),({x2},{y2})"
     where = D.region_phrase(D.region_name(cx, cy, image_size, image_size))
-    cot = (f"The object described as {description} is the {size} {color} {shape} {where}. "
-           f"Its bounding box is {answer}.")
+    cot = f"The object described as {description} is the {size} {color} {shape} {where}. Its bounding box is {answer}."
     return Example([image], description, answer, cot, {"image_size": [image_size, image_size]})
 
 
 def _scene(rng, image_size: int, opts, ood: bool):
     """[(shape, color, size, cx, cy, r)], the target first; None if placement failed."""
-    lo, hi = (opts["ood_min_objects"], opts["ood_max_objects"]) if ood else (
-        opts["min_objects"], opts["max_objects"])
+    lo, hi = (opts["ood_min_objects"], opts["ood_max_objects"]) if ood else (opts["min_objects"], opts["max_objects"])
     shapes = opts["shapes"] + (opts["ood_shapes"] if ood else [])
     colors = opts["colors"] + (opts["ood_colors"] if ood else [])
     sizes = sorted(opts["sizes"])

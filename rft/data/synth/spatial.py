@@ -40,14 +40,18 @@ VALUES = {
     "change_color": ("yellow", "gray", "cyan", "blue", "brown", "green", "red", "purple"),
     "change_material": ("glass", "metal", "rubber"),
     "change_shape": ("cube", "sphere", "cylinder"),
-    "change_position": ("front", "behind", "left", "right",
-                        "front_left", "front_right", "behind_left", "behind_right"),
+    "change_position": ("front", "behind", "left", "right", "front_left", "front_right", "behind_left", "behind_right"),
 }
-_ATTR = {"change_size": "size", "change_color": "color", "change_material": "material",
-         "change_shape": "shape"}
+_ATTR = {"change_size": "size", "change_color": "color", "change_material": "material", "change_shape": "shape"}
 _DIRECTIONS = {  # (dx, dz) on the ground plane: x to the right, z towards the viewer (front)
-    "front": (0, 1), "behind": (0, -1), "left": (-1, 0), "right": (1, 0),
-    "front_left": (-1, 1), "front_right": (1, 1), "behind_left": (-1, -1), "behind_right": (1, -1),
+    "front": (0, 1),
+    "behind": (0, -1),
+    "left": (-1, 0),
+    "right": (1, 0),
+    "front_left": (-1, 1),
+    "front_right": (1, 1),
+    "behind_left": (-1, -1),
+    "behind_right": (1, -1),
 }
 _RADIUS = {"small": 0.065, "medium": 0.09, "large": 0.115}  # ground units (plane radius 0.5)
 _VIEWS = {"train": "center", "test_id": "center", "test_ood": "left", "test_ood_right": "right"}
@@ -65,8 +69,7 @@ _SPAN = 0.8  # image sides per ground unit
 _TRIES = 100
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     view = _VIEWS[split]
     for _ in range(_TRIES):
         objects = _initial_scene(rng, opts)
@@ -113,8 +116,7 @@ def _initial_scene(rng, opts) -> list[dict] | None:
 def _fits(obj: dict, others: list[dict], gap: float = 0.03) -> bool:
     if math.hypot(obj["x"], obj["z"]) + _RADIUS[obj["size"]] > _PLANE_RADIUS + 0.06:
         return False
-    return all(math.hypot(obj["x"] - o["x"], obj["z"] - o["z"])
-               >= _RADIUS[obj["size"]] + _RADIUS[o["size"]] + gap for o in others)
+    return all(math.hypot(obj["x"] - o["x"], obj["z"] - o["z"]) >= _RADIUS[obj["size"]] + _RADIUS[o["size"]] + gap for o in others)
 
 
 def _transform(rng, objects: list[dict], opts):
@@ -135,7 +137,7 @@ def _transform(rng, objects: list[dict], opts):
 
 def _apply(rng, objects: list[dict], index: int, func: str, opts) -> str | None:
     """Change object `index` in place by `func` to a new value that keeps the scene valid."""
-    obj, others = objects[index], objects[:index] + objects[index + 1:]
+    obj, others = objects[index], objects[:index] + objects[index + 1 :]
     for value in D.shuffled(rng, VALUES[func]):
         trial = dict(obj)
         if func == "change_position":
@@ -193,8 +195,7 @@ def _render(objects: list[dict], view: str, image_size: int, opts) -> Image.Imag
     return image
 
 
-def _draw_object(image: Image.Image, canvas: ImageDraw.ImageDraw, obj: dict, u: float, v: float,
-                 r: float) -> None:
+def _draw_object(image: Image.Image, canvas: ImageDraw.ImageDraw, obj: dict, u: float, v: float, r: float) -> None:
     color = D.COLORS[obj["color"]]
     fill = {"rubber": color, "metal": color, "glass": D.mix(color, (235, 235, 235), 0.35)}
     width = 2 if obj["material"] == "glass" else 1
@@ -215,8 +216,7 @@ def _draw_object(image: Image.Image, canvas: ImageDraw.ImageDraw, obj: dict, u: 
         _draw_body(canvas, obj["shape"], u, v, r, None, outline, width)
 
 
-def _draw_body(draw: ImageDraw.ImageDraw, shape: str, u: float, v: float, r: float, fill, outline,
-               width: int) -> None:
+def _draw_body(draw: ImageDraw.ImageDraw, shape: str, u: float, v: float, r: float, fill, outline, width: int) -> None:
     if shape == "sphere":
         draw.ellipse((u - r, v - r, u + r, v + r), fill=fill, outline=outline, width=width)
     elif shape == "cube":

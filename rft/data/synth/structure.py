@@ -14,8 +14,9 @@ sets the mix. `meta["kind"]` names the figure. The cot states the measurements a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,7 @@ _TRIPLES = [(3, 4, 5), (6, 8, 10), (5, 12, 13), (9, 12, 15), (8, 15, 17), (12, 1
 _INK, _PAPER, _LABEL = (30, 30, 30), (255, 255, 255), (20, 60, 170)
 
 
-def make(rng: np.random.Generator, split: str, index: int, image_size: int,
-         opts: dict[str, Any]) -> Example:
+def make(rng: np.random.Generator, split: str, index: int, image_size: int, opts: dict[str, Any]) -> Example:
     kinds = opts["ood_kinds"] if split == "test_ood" else opts["kinds"]
     kind = D.pick(rng, kinds)
     image, canvas = D.new_canvas(image_size, _PAPER)
@@ -52,7 +52,7 @@ def make(rng: np.random.Generator, split: str, index: int, image_size: int,
 
 
 def fmt_num(value: Fraction) -> str:
-    """"12", "7.5", "2.25": exact decimals, no trailing zeros."""
+    """ "12", "7.5", "2.25": exact decimals, no trailing zeros."""
     if value.denominator == 1:
         return str(value.numerator)
     text = f"{float(value):.4f}".rstrip("0").rstrip(".")
@@ -104,11 +104,9 @@ def _rectangle(rng, canvas, size: int, opts):
     facts = f"The rectangle has width {w} and height {h}."
     if rng.random() < 0.5:
         steps = f"{facts} Its area is width times height: {w} * {h} = {w * h}."
-        return "Find the area of the rectangle.", area, steps, [perimeter, Fraction(w + h),
-                                                               area + w, area - h]
+        return "Find the area of the rectangle.", area, steps, [perimeter, Fraction(w + h), area + w, area - h]
     steps = f"{facts} Its perimeter is 2 * ({w} + {h}) = {2 * (w + h)}."
-    return "Find the perimeter of the rectangle.", perimeter, steps, [area, Fraction(w + h),
-                                                                      perimeter + 2]
+    return "Find the perimeter of the rectangle.", perimeter, steps, [area, Fraction(w + h), perimeter + 2]
 
 
 def _right_triangle(rng, canvas, size: int, opts):
@@ -134,8 +132,7 @@ def _right_triangle(rng, canvas, size: int, opts):
     facts = f"The right triangle has legs {a} and {b}."
     if ask == "hypotenuse":
         _label(canvas, x0 + pa / 2 + gap * 0.7, y0 - pb / 2 - gap * 0.7, "?", size)
-        steps = (f"{facts} By the Pythagorean theorem the hypotenuse is "
-                 f"sqrt({a}^2 + {b}^2) = sqrt({a * a + b * b}) = {c}.")
+        steps = f"{facts} By the Pythagorean theorem the hypotenuse is sqrt({a}^2 + {b}^2) = sqrt({a * a + b * b}) = {c}."
         wrong = [Fraction(a + b), Fraction(abs(b - a)), Fraction(a * b, 2), Fraction(c + 1)]
         return "Find the length of the hypotenuse.", Fraction(c), steps, wrong
     area = Fraction(a * b, 2)
@@ -162,8 +159,7 @@ def _trapezoid(rng, canvas, size: int, opts):
     _label(canvas, x0 + pb / 2, y0 - ph - gap, str(top), size)
     _label(canvas, hx + gap, y0 - ph / 2, str(h), size)
     area = Fraction((top + bottom) * h, 2)
-    steps = (f"The trapezoid has parallel sides {top} and {bottom} and height {h}. Its area is "
-             f"({top} + {bottom}) * {h} / 2 = {fmt_num(area)}.")
+    steps = f"The trapezoid has parallel sides {top} and {bottom} and height {h}. Its area is ({top} + {bottom}) * {h} / 2 = {fmt_num(area)}."
     wrong = [Fraction((top + bottom) * h), Fraction(top * h), Fraction(bottom * h), area + 1]
     return "Find the area of the trapezoid.", area, steps, wrong
 
@@ -188,10 +184,8 @@ def _angle_triangle(rng, canvas, size: int, opts):
     _label(canvas, A[0], A[1] + gap, f"{alpha}°", size)
     _label(canvas, B[0], B[1] + gap, f"{beta}°", size)
     _label(canvas, C[0], C[1] - gap, "?", size)
-    steps = (f"Two angles of the triangle are {alpha} and {beta} degrees. The angles of a "
-             f"triangle sum to 180, so the third is 180 - {alpha} - {beta} = {gamma}.")
-    wrong = [Fraction(180 - alpha), Fraction(180 - beta), Fraction(alpha + beta),
-             Fraction(abs(alpha - beta))]
+    steps = f"Two angles of the triangle are {alpha} and {beta} degrees. The angles of a triangle sum to 180, so the third is 180 - {alpha} - {beta} = {gamma}."
+    wrong = [Fraction(180 - alpha), Fraction(180 - beta), Fraction(alpha + beta), Fraction(abs(alpha - beta))]
     return "Find the unknown angle in degrees.", Fraction(gamma), steps, wrong
 
 
