@@ -55,15 +55,15 @@ def peak_by_role(samples: list[dict[str, int]]) -> dict[str, float]:
     return {role: round(used / 1e9, 3) for role, used in sorted(peaks.items())}
 
 
-class TreeMemory(threading.Thread):
-    """Samples the resident memory of `root_pid`'s process tree by role until `stop()`."""
+class ProcessTreeSampler(threading.Thread):
+    """Calls `sample()` every `interval` seconds on `root_pid`'s process tree until `stop()`
+    (a daemon thread; does nothing where /proc is missing)."""
 
-    def __init__(self, root_pid: int, interval: float = 1.0):
+    def __init__(self, root_pid: int, interval: float = 1.0, probe: str = "/proc/self/status"):
         super().__init__(daemon=True)
         self.root_pid, self.interval = root_pid, interval
-        self._peaks: dict[str, int] = {}
         self._done = threading.Event()
-        self.available = Path("/proc/self/status").exists()
+        self.available = Path(probe).exists()
 
     def run(self) -> None:
         while self.available and not self._done.is_set():
@@ -74,6 +74,17 @@ class TreeMemory(threading.Thread):
         self._done.set()
         if self.is_alive():
             self.join(timeout=5)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class TreeMemory(ProcessTreeSampler):
+    """Samples the resident memory of `root_pid`'s process tree by role until `stop()`."""
+
+    def __init__(self, root_pid: int, interval: float = 1.0):
+        super().__init__(root_pid, interval, probe="/proc/self/status")
+        self._peaks: dict[str, int] = {}
 
     def peaks_gb(self) -> dict[str, float]:
         return peak_by_role([self._peaks])

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rft.bench.memory import ProcessTreeSampler
 from rft.tracking import result as result_file
 from rft.tracking.result import RunResult
 
@@ -127,7 +128,7 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-class CpuMeter(threading.Thread):
+class CpuMeter(ProcessTreeSampler):
     """CPU seconds used by a process and all its descendants (Ray's raylet, workers, vLLM's
     engine processes), sampled from /proc every `interval` seconds: each process counts with the
     last value seen, so only processes that live less than one interval are missed. Unlike wall
@@ -135,22 +136,9 @@ class CpuMeter(threading.Thread):
     machine is roughly between cpu_s / 2 and cpu_s plus start-up waits. None off Linux."""
 
     def __init__(self, root_pid: int, interval: float = 1.0):
-        super().__init__(daemon=True)
-        self.root_pid, self.interval = root_pid, interval
+        super().__init__(root_pid, interval, probe="/proc/self/stat")
         self._seen: dict[tuple[int, int], float] = {}
-        self._done = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.available = Path("/proc/self/stat").exists()
-
-    def run(self) -> None:
-        while self.available and not self._done.is_set():
-            self.sample()
-            self._done.wait(self.interval)
-
-    def stop(self) -> None:
-        self._done.set()
-        if self.is_alive():
-            self.join(timeout=5)
 
     def total_s(self) -> float | None:
         return round(sum(self._seen.values()), 1) if self.available else None
