@@ -52,8 +52,10 @@ def compose_run(overrides: Sequence[str]) -> tuple[DictConfig, str]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import setup_globals
 
+    from rft.config import register_schemas
     from rft.paths import CONF_DIR
 
+    register_schemas()  # `conf/config.yaml` starts from the `rft_schema` node
     setup_globals()
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="launch"):

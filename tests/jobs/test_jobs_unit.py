@@ -116,6 +116,14 @@ def test_compose_run_gives_an_absolute_run_folder(monkeypatch, tmp_path):
     assert cfg.algo.lr == 2e-6
 
 
+def test_compose_run_works_in_a_fresh_interpreter(tmp_path):
+    """`python -m rft.jobs submit` composes before anything else has imported rft.config (which
+    registers the schema `conf/config.yaml` starts from): nothing here may rely on that import."""
+    code = "from rft.jobs.compose import compose_run; print(compose_run(['stage=rl'])[0].stage.name)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "RFT_OUTPUTS": str(tmp_path)}, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "rl", done.stderr
+
+
 @pytest.mark.parametrize("bad", ["algo.lr=abc", "algo.beta=-1", "nosuch.key=1"])
 def test_compose_run_names_the_bad_override(bad):
     with pytest.raises(PointError, match=bad.split("=")[0].replace(".", r"\.")):
