@@ -393,13 +393,21 @@ class LearnerWorker:
             return None
         return {k: v.detach().to("cpu", copy=True) for k, v in checkpoint_state_dict(module).items()}
 
+    def _in_engine_dtype(self, state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        """Under bf16 autocast the weights are fp32 but the engines run bf16: export them cast, at
+        half the bytes (vLLM would cast them on load anyway, warning once per tensor)."""
+        if state is None or not uses_autocast(self.settings):
+            return state
+        dtype = getattr(torch, str(self.settings.dtype))
+        return {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
+
     def export_weights(self, folder: str) -> dict[str, float]:
         """Write the current weights (checkpoint naming) as a complete checkpoint folder. Collective."""
         from rft.models.loading import write_checkpoint_folder
 
         start = time.perf_counter()
         self._check_weights_finite()
-        state = self.full_state_dict()
+        state = self._in_engine_dtype(self.full_state_dict())
         size = 0
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
             write_checkpoint_folder(state, folder, self.settings.model_path)

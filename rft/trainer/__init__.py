@@ -38,7 +38,12 @@ def print_summary(cfg: DictConfig, model_path: str, data: DataSplits, run_dir: P
         ("model", f"{cfg.model.name} ({model_path})"),
         ("data", f"{len(data.train)} train / {len(data.test_id)} ID / {len(data.test_ood)} OOD from {data.source}"),
         ("rollout", f"{cfg.rollout.engine} x{cfg.rollout.num_workers}"),
-        ("learner", f"DeepSpeed ZeRO-{cfg.learner.zero_stage} x{cfg.learner.num_workers}"),
+        (
+            "learner",
+            f"DeepSpeed ZeRO-{cfg.learner.zero_stage} x{cfg.learner.num_workers}"
+            if cfg.learner.num_workers > 1
+            else "DeepSpeed x1 (one rank: no ZeRO partitioning)",
+        ),
         ("run dir", str(run_dir)),
     ]:
         table.add_row(key, str(value))
