@@ -28,7 +28,7 @@ from rft.tracking import make_tracker
 from rft.tracking.result import RunResult
 from rft.tracking.stats import Timer, timer
 from rft.trainer import checkpoint as ckpt
-from rft.trainer.metrics import RolloutCounts, StepTimes, primary_reward, rl_step_row, rollout_metrics  # noqa: F401 (re-exported)
+from rft.trainer.metrics import RolloutCounts, StepTimes, rl_step_row, rollout_metrics
 from rft.trainer.sampler import EpochSampler
 from rft.trainer.stage import LearnerStage
 from rft.types import Completion, PromptItem, SamplingSettings, TrainSample
