@@ -4,6 +4,7 @@
 #   make test-fast  the quick loop: everything that starts no Ray, vLLM or DeepSpeed
 #   make lint       the house rules: ruff check and ruff format --check
 #   make bench      the RL benchmark (tokens/s, step-time breakdown, weight-sync MB/s)
+#   make gpu-check  on a machine with NVIDIA GPUs: the GPU paths once (own venv .venv-gpu), one table
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ export RAY_AUTH_MODE ?= disabled
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help venv run lint test test-fast bench clean
+.PHONY: help venv run lint test test-fast bench gpu-check clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -48,5 +49,16 @@ test-fast: $(STAMP)  ## the suite without Ray/vLLM/DeepSpeed tests
 bench: $(STAMP)  ## python -m rft.bench rl
 	$(PY) -m rft.bench rl $(ARGS)
 
+# GPU machines get their own venv: the CUDA build of vLLM (extra `gpu`) brings its own CUDA torch.
+GPU_VENV := .venv-gpu
+$(GPU_VENV)/.rft-installed: pyproject.toml
+	@test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install -q -e ".[gpu,dev]"
+	@touch $@
+
+gpu-check: $(GPU_VENV)/.rft-installed  ## NVIDIA GPUs: ipc/nccl weight sync, colocated sleep/wake, bf16 GRPO; one table
+	DS_ACCELERATOR=cuda $(GPU_VENV)/bin/python -m rft.bench.gpu_check $(ARGS)
+
 clean:  ## remove the venv, caches and outputs
-	rm -rf $(VENV) .cache outputs multirun
+	rm -rf $(VENV) $(GPU_VENV) .cache outputs multirun gpu_check
