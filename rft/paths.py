@@ -19,6 +19,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 FORWARDED_ENV = (
     "RFT_CACHE", "RFT_OUTPUTS", "RAY_AUTH_MODE", "VLLM_CPU_KVCACHE_SPACE", "DS_ACCELERATOR", "HF_HUB_OFFLINE",
     "HF_HOME", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "WANDB_MODE", "WANDB_PROJECT", "MLFLOW_TRACKING_URI",
+    "RFT_STRICT_REWARDS",
 )  # fmt: skip
 PATH_ENV = ("RFT_CACHE", "RFT_OUTPUTS", "HF_HOME")  # made absolute before they are forwarded
 

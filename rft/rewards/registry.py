@@ -3,6 +3,9 @@
 Each reward is written once as a per-sample score; `get_reward` wraps it into the batch form and
 makes it total: for any completion text it returns a finite float within `REWARD_RANGES[name]`
 (a score that raises is logged and counts as the bottom of the range, as do NaN and inf).
+With `RFT_STRICT_REWARDS=1` (the test suite sets it, and Ray actors inherit it) a score that
+raises raises `RewardCrashed` instead, so a reward that crashes on every input cannot pass the
+hand cases that expect its floor.
 Keyword arguments are per-sample lists aligned with `completions`, or one value for all samples
 (see `rft.rewards.common.check_kwargs`); a reward ignores the ones it does not know, so callers
 can pass a dataset's extra columns straight through. Solutions may carry `<answer>` tags or not.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +31,15 @@ from rft.rewards.length import length_score
 from rft.rewards.spatial import spatial_partial_score, spatial_reward
 
 logger = logging.getLogger(__name__)
+STRICT_ENV = "RFT_STRICT_REWARDS"
+
+
+class RewardCrashed(RuntimeError):
+    """A reward's score raised while `RFT_STRICT_REWARDS` is set."""
+
+
+def strict_rewards() -> bool:
+    return os.environ.get(STRICT_ENV, "") not in ("", "0")
 
 
 class RewardFn(Protocol):
@@ -81,6 +94,8 @@ def _score_one(name: str, spec: RewardSpec, completion: Any, solution: Any, kw: 
     except RewardConfigError:
         raise
     except Exception as err:  # a reward must not take a training step down with it
+        if strict_rewards():
+            raise RewardCrashed(f"reward {name!r} raised {err!r} on completion {as_text(completion)[:80]!r}") from err
         if name not in _warned:
             _warned.add(name)
             logger.warning("reward %r raised %r; scoring it %s (logged once)", name, err, spec.low)

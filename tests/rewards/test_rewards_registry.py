@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rft.paths import FORWARDED_ENV
 from rft.rewards import (
     REWARD_NAMES,
     REWARD_RANGES,
@@ -18,7 +19,7 @@ from rft.rewards import (
     get_reward,
     score_batch,
 )
-from rft.rewards.registry import RewardSpec, _score_one
+from rft.rewards.registry import STRICT_ENV, RewardCrashed, RewardSpec, _score_one, strict_rewards
 
 SOLUTIONS = {
     "format": "3",
@@ -92,13 +93,27 @@ def test_huge_and_adversarial_text_is_fast(name: str) -> None:
     assert time.perf_counter() - start < 10.0
 
 
-def test_guard_turns_errors_and_nan_into_the_floor_and_clamps() -> None:
-    def boom(completion: str, solution: str) -> float:
-        raise KeyError("bug")
+def _boom(completion: str, solution: str) -> float:
+    raise KeyError("bug")
 
+
+def test_guard_turns_errors_and_nan_into_the_floor_and_clamps(monkeypatch) -> None:
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    boom = _boom
     assert _score_one("x", RewardSpec(boom, 0.0, 1.0, ""), "a", "b", {}) == 0.0
     assert _score_one("x", RewardSpec(lambda c, s: math.nan, 0.0, 1.0, ""), "a", "b", {}) == 0.0
     assert _score_one("x", RewardSpec(lambda c, s: 7.0, 0.0, 2.0, ""), "a", "b", {}) == 2.0
+
+
+def test_strict_mode_raises_what_the_guard_would_hide(monkeypatch) -> None:
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(RewardCrashed, match=r"reward 'x' raised KeyError\('bug'\) on completion 'a'"):
+        _score_one("x", RewardSpec(_boom, 0.0, 1.0, ""), "a", "b", {})
+    assert _score_one("x", RewardSpec(lambda c, s: math.nan, 0.0, 1.0, ""), "a", "b", {}) == 0.0  # NaN is not a crash
+
+
+def test_the_suite_runs_strict() -> None:
+    assert strict_rewards() and STRICT_ENV in FORWARDED_ENV  # set by tests/conftest.py, inherited by Ray actors
 
 
 def test_lengths_and_kwargs_are_checked() -> None:
