@@ -21,6 +21,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RFT_STRICT_REWARDS", "1")  # a crashing reward fails its test instead of scoring 0
 
 
 @pytest.fixture(scope="session")
