@@ -2,6 +2,7 @@
 
     python -m rft.bench rl   [--sizes tiny bench] [--engines vllm hf] [--steps N] [--peer trl] [--out DIR]
     python -m rft.bench demo [--seeds 0 1 2] [--out DIR]
+    python -m rft.bench recipes [--tasks counting,structure] [--seeds 3] [--extra] [--out DIR]
 
 `rl` (rft.bench.rl) measures the GRPO loop: rollout tokens/s with the vLLM and HF engines side by
 side, the per-step time breakdown and weight-sync MB/s, for the ~0.8 M tiny model and the ~44 M
@@ -9,7 +10,9 @@ side, the per-step time breakdown and weight-sync MB/s, for the ~0.8 M tiny mode
 share of a step; `--peer trl` adds TRL's GRPOTrainer on the same run (rft.bench.peer_trl, extra
 `bench`) and rft's speed-up over it (last committed run: rft/bench/results/). `demo`
 (rft.bench.demo) runs the embedded default (`python -m rft.launch` with no arguments) over several seeds and tabulates format rate and ID/OOD accuracy after SFT and
-after RL. Both start every run as its own `python -m rft.launch` subprocess with an explicit
+after RL. `recipes` (rft.bench.recipes) runs the papers' method rows (zero-shot, COT-SFT, RL only,
+Reason-RFT; Dr.GRPO and DAPO with `--extra`) over tasks and seeds, every point a Ray Job through
+the `ray_jobs` sweep launcher, and prints a Reason-RFT-style results table. `rl` and `demo` start every run as its own `python -m rft.launch` subprocess with an explicit
 `hydra.run.dir` (rft.bench.runs), so a run is exactly what a user would launch, and both write
 JSON beside the printed table.
 

@@ -1,11 +1,11 @@
-"""`python -m rft.bench {rl,demo} ...`: see rft.bench."""
+"""`python -m rft.bench {rl,demo,recipes} ...`: see rft.bench."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rft.bench import demo, rl
+from rft.bench import demo, recipes, rl
 
 
 def parser() -> argparse.ArgumentParser:
@@ -13,12 +13,13 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
     rl.add_arguments(sub.add_parser("rl", help="rollout tokens/s (vLLM vs HF), step-time breakdown, weight-sync MB/s"))
     demo.add_arguments(sub.add_parser("demo", help="the embedded default over several seeds: format and accuracy after SFT and RL"))
+    recipes.add_arguments(sub.add_parser("recipes", help="the papers' method rows (zero-shot, COT-SFT, RL only, Reason-RFT) over tasks and seeds, as Ray Jobs"))
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return {"rl": rl.main, "demo": demo.main}[args.command](args)
+    return {"rl": rl.main, "demo": demo.main, "recipes": recipes.main}[args.command](args)
 
 
 if __name__ == "__main__":

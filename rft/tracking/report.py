@@ -1,8 +1,13 @@
 """A run's report from its metrics.jsonl: `report.png` (one panel per metric family) and
-`report.html` (that image embedded, plus the last value of every metric). No server needed.
+`report.html` (that image embedded, whether RL had signal, plus the last value of every metric).
+No server needed.
 
     write_report("outputs/rl/counting-grpo")          # -> .../report.html
     plot_series(rows, ["eval/*/score"], "scores.png")  # one panel, e.g. eval score vs step
+
+"Whether RL had signal" (`signal_tables`, also in a Reason-RFT run's summary.md): the share of
+prompt groups with a non-zero advantage and the mean reward per step (all-correct or all-wrong
+groups teach GRPO nothing), and the ID/OOD evaluation at every evaluated step.
 
 Panels whose metrics a run never logged are skipped. Patterns use shell-style wildcards
 (`eval/*/score`). When a step was logged twice (a resumed run), the later row wins.
@@ -34,7 +39,9 @@ DEFAULT_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("response length", ("response_length/mean",)),
     ("step time (s)", ("timing/step_s",)),
     ("eval score", ("eval/*/score",)),
+    ("groups with a non-zero advantage", ("adv/informative_groups",)),
 )
+SIGNAL_KEYS = ("adv/informative_groups", "reward/mean")
 _SKIP = {"step", "wall_time"}
 
 
@@ -83,6 +90,67 @@ def last_values(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
     return dict(sorted(last.items()))
 
 
+def step_table(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[list[Any]]:
+    """[step, value per key (None where absent)] for every step that logged any of `keys`; a
+    step logged twice keeps its later values."""
+    by_step: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        values = {k: to_number(row.get(k)) for k in keys if to_number(row.get(k)) is not None}
+        if values:
+            by_step.setdefault(row["step"], {}).update(values)
+    return [[step, *(by_step[step].get(k) for k in keys)] for step in sorted(by_step)]
+
+
+def eval_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Whole-split evaluation metrics (`eval/<split>/score|format`, no subsets), score first."""
+    names = {k for row in rows for k in row if k.startswith("eval/") and k.count("/") == 2 and k.rsplit("/", 1)[1] in ("score", "format")}
+    return sorted(names, key=lambda k: (k.split("/")[1], k.endswith("format")))
+
+
+def signal_tables(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """Whether RL had signal: (title, header, rows) for the share of groups with a non-zero
+    advantage and the mean reward per step, and the evaluation at each evaluated step
+    (before the first update, every `trainer.eval_every` steps, after the last). Tables a run
+    never logged are left out."""
+    tables = []
+    signal = step_table(rows, SIGNAL_KEYS)
+    if any(r[1] is not None for r in signal):
+        tables.append(("RL signal per step", ["step", "groups with non-zero advantage (%)", "mean reward"], [[r[0], _pct(r[1]), r[2]] for r in signal]))
+    keys = eval_keys(rows)
+    if keys:
+        tables.append(("Evaluation per checkpoint", ["step", *keys], step_table(rows, keys)))
+    return tables
+
+
+def signal_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """`signal_tables` as Markdown (for summary.md); empty when there is nothing to show."""
+    parts = []
+    for title, header, body in signal_tables(rows):
+        lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_fmt_cell(v) for v in row) + " |" for row in body]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _signal_html(rows: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for title, header, body in signal_tables(rows):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        cells = "\n".join("<tr>" + "".join(f"<td>{html.escape(_fmt_cell(v))}</td>" for v in row) + "</tr>" for row in body)
+        parts.append(f"<h2>{html.escape(title)}</h2>\n<table><tr>{head}</tr>\n{cells}\n</table>")
+    return "\n".join(parts)
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
+def _fmt_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def plot_series(
     rows: Sequence[dict[str, Any]],
     keys: Iterable[str],
@@ -93,7 +161,7 @@ def plot_series(
     ylabel: str | None = None,
 ) -> Path:
     """One panel with a line per metric matching `keys` (names or patterns), saved as a PNG."""
-    fig, canvas = _figure(1, 1, width=6.0, height=4.0)
+    fig, canvas = figure(1, 1, width=6.0, height=4.0)
     ax = fig.add_subplot(1, 1, 1)
     _draw(ax, rows, match_keys(rows, keys), title=title, xlabel=xlabel, ylabel=ylabel, legend=True)
     out = Path(out)
@@ -123,7 +191,7 @@ def _write_panels(rows, panels, out: Path, title: str) -> Path:
     present = [(name, keys) for name, patterns in panels if (keys := match_keys(rows, patterns))]
     ncols = min(3, max(1, len(present)))
     nrows = max(1, math.ceil(len(present) / ncols))
-    fig, canvas = _figure(nrows, ncols, width=4.5, height=3.2)
+    fig, canvas = figure(nrows, ncols, width=4.5, height=3.2)
     fig.suptitle(title)
     for i, (name, keys) in enumerate(present):
         _draw(fig.add_subplot(nrows, ncols, i + 1), rows, keys, title=name, xlabel="step", legend=len(keys) > 1 or keys[0] != name)
@@ -134,7 +202,7 @@ def _write_panels(rows, panels, out: Path, title: str) -> Path:
     return out
 
 
-def _figure(nrows: int, ncols: int, *, width: float, height: float):
+def figure(nrows: int, ncols: int, *, width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -174,6 +242,7 @@ def _html(title: str, png: Path, rows: Sequence[dict[str, Any]]) -> str:
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}} img{{max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(span)}; written {stamp}</p>
 <img alt="metrics" src="data:image/png;base64,{image}">
+{_signal_html(rows)}
 <h2>Last values</h2>
 <table><tr><th>metric</th><th>step</th><th>value</th></tr>
 {table}

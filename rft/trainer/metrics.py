@@ -66,6 +66,17 @@ def primary_reward(weights: dict[str, float]) -> str | None:
     return next((name for name in weights if name != "format"), None)
 
 
+def informative_group_fraction(completions: list[Completion], tol: float = 1e-6) -> float:
+    """The share of prompt groups whose total rewards are not all equal: only those give non-zero
+    GRPO advantages, so this is the share of the batch RL can learn from (NaN for no completions)."""
+    by_group: dict[int, list[float]] = {}
+    for completion in completions:
+        by_group.setdefault(completion.group, []).append(completion.rewards.get("total", 0.0))
+    if not by_group:
+        return NAN
+    return sum(max(r) - min(r) > tol for r in by_group.values()) / len(by_group)
+
+
 def rollout_metrics(completions: list[Completion], max_tokens: int, weights: dict[str, float]) -> dict[str, float]:
     totals = np.array([c.rewards.get("total", 0.0) for c in completions])
     lengths = np.array([len(c.token_ids) for c in completions])
@@ -75,6 +86,7 @@ def rollout_metrics(completions: list[Completion], max_tokens: int, weights: dic
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
         "response_length/clip_rate": float(np.mean([c.finish_reason == "length" for c in completions])),
+        "adv/informative_groups": informative_group_fraction(completions),
     }
     for name in weights:
         out[f"reward/{name}/mean"] = float(np.mean([c.rewards.get(name, 0.0) for c in completions]))

@@ -84,7 +84,7 @@ class ReasonRFTChain:
 
     def _summarize(self, stage2: RunResult) -> None:
         table = comparison_table(stage2.eval_before or {}, stage2.eval_after or {})
-        (self.run_dir / "summary.md").write_text(table + "\n")
+        (self.run_dir / "summary.md").write_text(table + "\n\n" + rl_signal(self.run_dir / "stage2_rl") + "\n")
         print(table)
         for stage_dir in ("stage1_sft", "stage2_rl"):
             print(f"report: {self.run_dir / stage_dir / 'report.html'}")
@@ -92,6 +92,14 @@ class ReasonRFTChain:
 
 def run_reason_rft(cfg: DictConfig, run_dir: Path, model_path: str, data: DataSplits) -> RunResult:
     return run_stage(ReasonRFTChain(cfg, run_dir, model_path, data), optimized_target(cfg, "reason_rft"))
+
+
+def rl_signal(stage2_dir: Path) -> str:
+    """Stage 2's share of informative groups per step and evaluation per checkpoint (Markdown)."""
+    from rft.tracking.report import read_metrics, signal_markdown
+
+    metrics = Path(stage2_dir) / "metrics.jsonl"
+    return signal_markdown(read_metrics(metrics)) if metrics.exists() else ""
 
 
 def comparison_table(after_sft: dict[str, float], after_rl: dict[str, float]) -> str:
