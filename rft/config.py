@@ -257,6 +257,9 @@ class TrainerConfig:
     # The metric a sweep optimises: written to result.json and returned to Hydra sweepers.
     # null: the stage's own (ans_sft/cot_sft: eval/loss, minimize; rl/zero: reward/mean, maximize;
     # reason_rft: eval/id/score, maximize). A named metric needs its direction.
+    # 0: generate, then update (on-policy). 1: the rollout actors generate the next batch with the
+    # weights one version behind while the learners update (rft.trainer.rl explains the loss side).
+    off_policy_steps: int = 0
     optimized_metric: str | None = None
     optimized_direction: Direction | None = None
 
@@ -368,6 +371,16 @@ def validate(cfg: DictConfig) -> None:
         cfg.trainer.optimized_metric is None or cfg.trainer.optimized_direction is not None,
         "trainer.optimized_direction",
         f"trainer.optimized_metric={cfg.trainer.optimized_metric} needs a direction: minimize or maximize",
+    )
+    _require(
+        cfg.trainer.off_policy_steps in (0, 1),
+        "trainer.off_policy_steps",
+        "must be 0 (synchronous) or 1 (generate one batch ahead); no other value is supported",
+    )
+    _require(
+        not (cfg.trainer.off_policy_steps and cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0),
+        "trainer.off_policy_steps",
+        "=1 generates while the learners update, but colocated vLLM engines sleep during updates: set cluster.colocate=false",
     )
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
     validate_mode(cfg)

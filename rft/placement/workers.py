@@ -2,10 +2,17 @@
 
 `cluster.colocate=false` gives rollout workers bundles of their own; `true` puts them on the
 learners' bundles (on GPU, vLLM then sleeps during updates and wakes for generation).
+
+With `trainer.off_policy_steps=1` the rollout workers generate while the learners update; on
+CPUs, not colocated, on a local Ray with enough cores, each learner rank and rollout worker is
+pinned to cores of its own (`disjoint_cores`) so the two do not contend for them.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +24,10 @@ from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
 from rft.rollout.group import RolloutGroup
-from rft.rollout.worker import EngineSettings
+from rft.rollout.worker import EngineSettings, pin_process
 from rft.weights.modes import WeightSync, vllm_backend
+
+log = logging.getLogger(__name__)
 
 
 def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: WeightSync = WeightSync.folder) -> EngineSettings:
@@ -60,6 +69,7 @@ def learner_settings(cfg: DictConfig, model_path: str, *, sft: bool, total_steps
         total_steps=total_steps,
         max_grad_norm=optim.max_grad_norm,
         micro_batch_tokens=cfg.learner.micro_batch_tokens,
+        shared_prefix=cfg.learner.shared_prefix,
         need_reference=need_reference,
         backend=cfg.learner.backend,
         seed=cfg.trainer.seed,
@@ -87,6 +97,34 @@ def _bundles(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[dict[
     return bundles, learner_idx, rollout_idx
 
 
+def placement_bundles(cfg: DictConfig, *, learners: bool, rollout: bool) -> list[dict[str, float]]:
+    """The bundles `start_workers` reserves for these actors: what a run asks of the cluster
+    (the sweep launcher sums them to admit points that fit)."""
+    return _bundles(cfg, learners, rollout)[0]
+
+
+def disjoint_cores(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[list[int]] | None, list[list[int]] | None]:
+    """Cores for each learner rank and each rollout worker, none shared, when generation
+    overlaps updates (`trainer.off_policy_steps` > 0) on CPUs of one local node that has enough
+    of them (each actor `ceil(cpus_per_worker)`); (None, None) otherwise."""
+    overlapping = learners and rollout and cfg.trainer.off_policy_steps > 0 and not cfg.cluster.colocate
+    on_cpus = not cfg.learner.gpus_per_worker and not cfg.rollout.gpus_per_worker and cfg.cluster.address is None
+    if not (overlapping and on_cpus and hasattr(os, "sched_getaffinity")):
+        return None, None
+    widths = [math.ceil(cfg.learner.cpus_per_worker)] * cfg.learner.num_workers + [math.ceil(cfg.rollout.cpus_per_worker)] * cfg.rollout.num_workers
+    cores = sorted(os.sched_getaffinity(0))
+    if sum(widths) > len(cores):
+        log.info("off-policy rollout: %d cores asked for, %d here; actors are not pinned", sum(widths), len(cores))
+        return None, None
+    starts = [sum(widths[:i]) for i in range(len(widths))]
+    sets = [cores[start : start + width] for start, width in zip(starts, widths)]
+    return sets[: cfg.learner.num_workers], sets[cfg.learner.num_workers :]
+
+
+def _pin_actor(_actor: Any, cores: list[int]) -> None:
+    pin_process(cores)
+
+
 @dataclass
 class Workers:
     learners: LearnerGroup | None
@@ -110,6 +148,7 @@ def start_workers(
     engine: EngineSettings | None,
 ) -> Workers:
     bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None)
+    learner_cores, rollout_cores = disjoint_cores(cfg, learner is not None, engine is not None)
     owns_ray = connect(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus or local_cpus_needed(bundles))
     group = reserve(bundles, cfg.cluster.placement_timeout_s)
     try:
@@ -130,10 +169,14 @@ def start_workers(
                 reward_options=dict(cfg.reward.options),
                 reward_workers=cfg.reward.num_workers,
                 max_restarts=cfg.rollout.max_restarts,
+                cpu_cores=rollout_cores,
             )
             if engine is not None
             else None
         )
+        if learners is not None and learner_cores:
+            ray.get([actor.__ray_call__.remote(_pin_actor, cores) for actor, cores in zip(learners.workers, learner_cores)])
+            log.info("learner ranks pinned to cores %s, rollout workers to %s", learner_cores, rollout_cores)
     except BaseException:
         remove_placement_group(group)
         if owns_ray:

@@ -6,6 +6,11 @@ slice, so a step is never lost to one crashed engine. During training the weight
 weight-sync component (`rft.weights.sync.WeightSyncer`, registered with `use_weight_sync`), which
 also restores a restarted actor; without one (evaluation) the group reloads the last folder it
 loaded (`load_weights`).
+
+`generate_async` starts a generation and returns a `PendingGeneration` at once, so the controller
+can update the learners meanwhile (`trainer.off_policy_steps=1`); its `result()` waits, with the
+same crash recovery as `generate`. New weights must reach the engines only after `result()`:
+the weight version each completion reports is the one it was generated with.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -34,6 +40,11 @@ LIBRARY_DEPRECATIONS = (
 )
 
 
+# libgomp (torch's OpenMP here; vLLM preloads the same one) spins idle threads for a while after
+# each parallel region; an actor waiting between generations must not take cores from the learners.
+IDLE_THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def engine_python_warnings() -> str:
     """PYTHONWARNINGS for rollout actors (and the vLLM processes they start): the caller's
     filters, then `LIBRARY_DEPRECATIONS`."""
@@ -53,6 +64,7 @@ class RolloutGroup:
         reward_options: dict[str, Any],
         reward_workers: int = 0,
         max_restarts: int = 2,
+        cpu_cores: list[list[int]] | None = None,
     ):
         actor_cls = ray.remote(RolloutWorker)
         # vLLM logs each engine start and weight reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back.
@@ -60,6 +72,7 @@ class RolloutGroup:
             "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb),
             "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
             "PYTHONWARNINGS": engine_python_warnings(),
+            **{key: os.environ.get(key, value) for key, value in IDLE_THREAD_ENV.items()},
         }
         self.workers = [
             actor_cls.options(
@@ -68,7 +81,7 @@ class RolloutGroup:
                 max_restarts=max_restarts,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=bundle_indices[i]),
                 runtime_env={"env_vars": env},
-            ).remote(settings, reward_weights, reward_options, reward_workers)
+            ).remote(settings, reward_weights, reward_options, reward_workers, cpu_cores[i] if cpu_cores else None)
             for i in range(num_workers)
         ]
         self.max_restarts = max_restarts
@@ -78,30 +91,35 @@ class RolloutGroup:
         ray.get([w.health.remote() for w in self.workers])
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
-        slices = _split(items, len(self.workers))
-        results = [self._generate_slice(i, part, sampling, with_rewards) if part else ([], {}) for i, part in enumerate(slices)]
-        completions = [c for part, _ in results for c in part]
-        timings: dict[str, float] = {}
-        for _, part_timings in results:
-            for key, value in part_timings.items():
-                timings[key] = max(timings.get(key, 0.0), value)
-        return completions, timings
+        return self.generate_async(items, sampling, with_rewards).result()
 
-    def _generate_slice(self, index: int, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool):
-        """One worker's share; redone if the worker turns out to have restarted (it then
-        generates with its initial weights, so the weight version of its completions says so)."""
+    def generate_async(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> PendingGeneration:
+        """Start generating (each worker its slice) and return at once; `result()` waits."""
+        slices = _split(items, len(self.workers))
+        started_at = time.time()
+        refs = [self.workers[i].generate.remote(part, sampling, with_rewards) if part else None for i, part in enumerate(slices)]
+        return PendingGeneration(self, slices, refs, sampling, with_rewards, started_at)
+
+    def _generate_slice(self, index: int, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool, started=None):
+        """One worker's share (`started`: the ObjectRef of a call already made); redone if the
+        worker turns out to have restarted (it then generates with its initial weights, so the
+        weight version of its completions says so)."""
         for _ in range(self.max_restarts + 1):
-            completions, timings = self._call_with_recovery(index, "generate", items, sampling, with_rewards)
+            completions, timings = self._call_with_recovery(index, "generate", items, sampling, with_rewards, started=started)
+            started = None
             if self.version is None or all(c.weight_version == self.version for c in completions):
                 return completions, timings
             log.warning("rollout worker %d restarted between calls; reloading weights and redoing its slice", index)
             self._restore(self.workers[index])
         raise RuntimeError(f"rollout worker {index} keeps generating with stale weights")
 
-    def _call_with_recovery(self, index: int, method: str, *args):
+    def _call_with_recovery(self, index: int, method: str, *args, started=None):
         worker = self.workers[index]
         for attempt in range(self.max_restarts + 1):
             try:
+                if started is not None:
+                    ref, started = started, None
+                    return ray.get(ref)
                 return ray.get(getattr(worker, method).remote(*args))
             except _ACTOR_ERRORS as err:
                 if attempt == self.max_restarts:
@@ -155,6 +173,46 @@ class RolloutGroup:
     def shutdown(self) -> None:
         for worker in self.workers:
             ray.kill(worker)
+
+
+@dataclass
+class PendingGeneration:
+    """A generation in flight (`RolloutGroup.generate_async`). `started_at` and, after
+    `result()`, `finished_at` are wall-clock times (`time.time()`, the latter the slowest worker's
+    end of scoring), so the caller can tell what ran alongside it."""
+
+    group: RolloutGroup
+    slices: list[list[PromptItem]]
+    refs: list[Any]
+    sampling: SamplingSettings
+    with_rewards: bool
+    started_at: float
+    finished_at: float | None = None
+    _result: tuple[list[Completion], dict[str, float]] | None = field(default=None, repr=False)
+
+    def done(self) -> bool:
+        """True once every worker has answered (never blocks)."""
+        pending = [ref for ref in self.refs if ref is not None]
+        if self._result is not None or not pending:
+            return True
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        return len(ready) == len(pending)
+
+    def result(self) -> tuple[list[Completion], dict[str, float]]:
+        """The completions in prompt order and the slowest worker's times; waits, redoing the
+        slice of a worker that died. Calling it again returns the same result."""
+        if self._result is None:
+            parts = [
+                self.group._generate_slice(i, part, self.sampling, self.with_rewards, started=ref) if part else ([], {})
+                for i, (part, ref) in enumerate(zip(self.slices, self.refs))
+            ]
+            timings: dict[str, float] = {}
+            for _, part_timings in parts:
+                for key, value in part_timings.items():
+                    timings[key] = max(timings.get(key, 0.0), value)
+            self.finished_at = timings.pop("finished_at", time.time())
+            self._result = [c for part, _ in parts for c in part], timings
+        return self._result
 
 
 def _split(items: list, parts: int) -> list[list]:

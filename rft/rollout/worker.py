@@ -4,10 +4,15 @@ Rewards run here, next to generation and off the controller's critical path. The
 calls `generate`, `load_weights` (or, streamed by a learner, the weight-transfer calls: the
 engine end of `rft.weights`), `score`, `sleep`/`wake` and `health`; the actor reports the
 weight version each completion was generated with.
+
+Given `cpu_cores`, the actor pins itself (all its threads) to those cores before it builds the
+engine, so vLLM's CPU engine process, started from it, binds its OpenMP threads inside them too
+(vLLM's automatic binding picks from the allowed cores); see `rft.placement.workers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -72,10 +77,27 @@ def build_engine(settings: EngineSettings):
     )
 
 
+def pin_process(cores: list[int]) -> None:
+    """Restrict every thread of this process (and the processes it starts later) to `cores`."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cores)
+    os.sched_setaffinity(0, cores)
+
+
 class RolloutWorker:
     """Plain class; `rft.rollout.group` wraps it with `ray.remote`."""
 
-    def __init__(self, settings: EngineSettings, reward_weights: dict[str, float], reward_options: dict[str, Any], reward_workers: int = 0):
+    def __init__(
+        self,
+        settings: EngineSettings,
+        reward_weights: dict[str, float],
+        reward_options: dict[str, Any],
+        reward_workers: int = 0,
+        cpu_cores: list[int] | None = None,
+    ):
+        if cpu_cores:
+            pin_process(cpu_cores)
         self.settings = settings
         self.engine = build_engine(settings)
         from rft.rewards import WeightedReward
@@ -100,7 +122,7 @@ class RolloutWorker:
         start = time.perf_counter()
         if with_rewards:
             self._score(items, completions)
-        timings = {"generate_s": generate_s, "reward_s": time.perf_counter() - start}
+        timings = {"generate_s": generate_s, "reward_s": time.perf_counter() - start, "finished_at": time.time()}
         return completions, timings
 
     def _score(self, items: list[PromptItem], completions: list[Completion]) -> None:

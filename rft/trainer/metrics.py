@@ -49,6 +49,9 @@ class StepTimes:
     update_s: float = 0.0
     sync_s: float = 0.0
     step_s: float = 0.0
+    # with trainer.off_policy_steps=1: how long the next batch's generation ran while the learners
+    # worked on this one (log-probs and update); 0 in the synchronous loop
+    overlap_s: float = 0.0
 
 
 @dataclass
@@ -106,9 +109,20 @@ def per_second(amount: float, seconds: float) -> float:
 
 
 def rl_step_row(
-    rollout: dict[str, float], update: dict[str, float], times: StepTimes, counts: RolloutCounts, *, sync_bytes: float, ppo_epochs: int, weight_version: int
+    rollout: dict[str, float],
+    update: dict[str, float],
+    times: StepTimes,
+    counts: RolloutCounts,
+    *,
+    sync_bytes: float,
+    ppo_epochs: int,
+    weight_version: int,
+    staleness: int = 0,
 ) -> dict[str, Any]:
-    """One RL step's row: rollout statistics, the learner's, times, throughputs and counts."""
+    """One RL step's row: rollout statistics, the learner's, times, throughputs and counts.
+    `staleness`: the learners' weight version before the update minus the oldest version that
+    generated the batch (0 on-policy, 1 with `trainer.off_policy_steps=1`); computed by the
+    controller, so no learner `Reduce` kind applies."""
     row: dict[str, Any] = dict(rollout)
     row.update(update_columns(update, RL_UPDATE_COLUMNS))
     row.update({f"timing/{name}": value for name, value in vars(times).items()})
@@ -118,6 +132,7 @@ def rl_step_row(
             "learner/tokens_per_s": per_second(counts.learner_tokens * ppo_epochs, times.update_s),
             "sync/mb_per_s": per_second(sync_bytes / 1e6, times.sync_s),
             "weight_version": float(weight_version),
+            "rollout/staleness": float(staleness),
             "samples": float(counts.samples),
         }
     )

@@ -6,6 +6,30 @@ explicit group id; reference (and, with several PPO epochs, old) log-probs come 
 learners; the learners update; the new weights are pushed to the rollout actors. The controller
 owns this loop and nothing else.
 
+Overlap (`trainer.off_policy_steps=1`): the first generation round of step t+1 is started
+(`RolloutGroup.generate_async`) before the learners work on step t, so it runs with the weights
+one version behind; the controller waits for it after the update, and only then pushes the new
+weights (a push never races a generation, and each completion's `weight_version` names the
+weights that generated it). `rollout/staleness` is the learners' version before the update minus
+the oldest version in the batch: 0 synchronously, 1 from step 2 on with the overlap (0 at step
+1, whose batch is generated before any update). The last step starts no generation. Checkpoints
+and evaluation run after the push, with nothing in flight; a checkpoint records the data position
+from before the prefetched batch, so a resumed run generates that batch again (with its own
+weights) instead of skipping it. Dynamic-sampling refills are generated synchronously at the
+start of the step, with the weights then current.
+
+The loss against a stale batch: `rft.algo.losses.policy_loss` takes its ratio against
+`old_logprobs`, and with `old_logprobs=None` (one PPO epoch) against the learner's own detached
+log-probs, i.e. the current policy, not the one that sampled; only `algo.tis_cap > 0` would then
+correct for the sampler, and only as a truncated weight. So with the overlap every sample's old
+log-probs are the engine's log-probs of its sampled tokens (`rollout_logprobs`, the behaviour
+policy, one or zero versions behind), for any `algo.ppo_epochs` (the learner's own "old" pass is
+skipped): the PPO ratio pi_theta / pi_behaviour is then clipped as usual, which is the standard
+importance correction for data from an older policy. The TIS code applies unchanged but its
+weight exp(old - rollout) is then exactly 1, and `rollout/logprob_gap` reads 0: the
+engine-vs-learner mismatch is inside the clipped ratio instead (for the sync check, run with
+`off_policy_steps=0`).
+
     trainer = RLTrainer(cfg, run_dir, model_path, data)
     trainer.setup(); result = trainer.train(); trainer.cleanup()
 """
@@ -13,6 +37,8 @@ owns this loop and nothing else.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +49,7 @@ from rft.algo import AlgoSettings, compute_advantages, filter_groups
 from rft.data.splits import DataSplits
 from rft.errors import UserError
 from rft.placement.workers import engine_settings, learner_settings, start_workers
+from rft.rollout.group import PendingGeneration
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 from rft.tracking import make_tracker
 from rft.tracking.result import RunResult
@@ -42,6 +69,15 @@ log = logging.getLogger(__name__)
 
 class TrainingStopped(UserError, RuntimeError):
     """The run stopped on purpose (e.g. repeated non-finite updates); a checkpoint was written."""
+
+
+@dataclass
+class Prefetch:
+    """The first generation round of the next step, started before this step's update."""
+
+    items: list[PromptItem]
+    pending: PendingGeneration
+    sampler_before: dict[str, int]  # the data position a checkpoint must record while it is held
 
 
 class RLTrainer(LearnerStage):
@@ -76,6 +112,8 @@ class RLTrainer(LearnerStage):
         )
         self.bad_updates = 0
         self.weight_sync: WeightSyncer | None = None
+        self.off_policy_steps = int(cfg.trainer.off_policy_steps)
+        self.prefetch: Prefetch | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -132,21 +170,42 @@ class RLTrainer(LearnerStage):
             self.weight_sync.close()
 
     # ---- one step -----------------------------------------------------------------------------
-    def _generate(self, count: int, group_offset: int) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
+    def _start_generation(self, count: int, group_offset: int, step: int) -> tuple[list[PromptItem], PendingGeneration]:
+        """Take `count` records and start generating for them (for step `step`'s batch)."""
         records = self.sampler.take(count)
         items = prompt_items(self.task, self.processor, records, prompt_style(self.cfg.stage.name, Purpose.train, self.cfg), self.cfg.model)
         for item in items:
             item.group += group_offset
-        self.sampling.seed = self.cfg.trainer.seed * 100003 + self.step * 101 + group_offset
-        completions, timings = self.workers.rollout.generate(items, self.sampling)
+        self.sampling.seed = self.cfg.trainer.seed * 100003 + step * 101 + group_offset
+        return items, self.workers.rollout.generate_async(items, self.sampling)
+
+    def _generate(self, count: int, group_offset: int) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
+        items, pending = self._start_generation(count, group_offset, self.step)
+        completions, timings = pending.result()
         return items, completions, timings
+
+    def _first_round(self) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
+        """This step's first generation round: the one prefetched during the last update, if any."""
+        if self.prefetch is None:
+            return self._generate(self.cfg.trainer.prompts_per_step, 0)
+        prefetch, self.prefetch = self.prefetch, None
+        completions, timings = prefetch.pending.result()
+        return prefetch.items, completions, timings
+
+    def _prefetch_next(self) -> Prefetch | None:
+        """With the overlap, start the next step's first round now (none after the last step)."""
+        if not self.off_policy_steps or self.step >= self.cfg.trainer.max_steps:
+            return None
+        before = self.sampler.state()
+        items, pending = self._start_generation(self.cfg.trainer.prompts_per_step, 0, self.step + 1)
+        return Prefetch(items, pending, before)
 
     def _rollouts(self) -> tuple[list[PromptItem], list[Completion], dict[str, float], dict[str, float]]:
         """Completions for this step, the rollout's times, and with dynamic sampling its counts
         (rounds, kept groups): zero-variance groups are dropped and the batch is refilled with
         new prompts for up to `max_refill_rounds` rounds."""
         want = self.cfg.trainer.prompts_per_step
-        items, completions, timings = self._generate(want, 0)
+        items, completions, timings = self._first_round()
         if not self.algo.dynamic_sampling:
             return items, completions, timings, {}
         kept_items, kept = self._keep_informative(items, completions)
@@ -174,13 +233,18 @@ class RLTrainer(LearnerStage):
         items, completions, timings, dynamic = self._rollouts()
         rollout = rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights)
         samples = self._samples(items, completions)
+        staleness = (self.step - 1) - min(c.weight_version for c in completions)  # learners hold version step-1
 
+        next_batch = self._prefetch_next()
         self._rollout_sleep()
+        learners_start = time.time()
         with timer() as logprob:
             if self.algo.needs_reference:
                 for sample, ref in zip(samples, self.workers.learners.logprobs(samples, "ref")):
                     sample.ref_logprobs = ref
-            if self.algo.ppo_epochs > 1:
+            if self.off_policy_steps:
+                self._behaviour_as_old(samples)
+            elif self.algo.ppo_epochs > 1:
                 for sample, old in zip(samples, self.workers.learners.logprobs(samples, "policy")):
                     sample.old_logprobs = old
 
@@ -189,6 +253,7 @@ class RLTrainer(LearnerStage):
             for _ in range(self.algo.ppo_epochs):
                 update = self.workers.learners.train_rl(samples, self.algo.loss)
         self._check_update(update)
+        overlap_s = self._finish_prefetch(next_batch, learners_start, time.time())
 
         self._rollout_wake()
         sync = self._sync_weights()
@@ -200,6 +265,7 @@ class RLTrainer(LearnerStage):
             update_s=learn.seconds,
             sync_s=sync["sync_s"],
             step_s=step.seconds,
+            overlap_s=overlap_s,
         )
         counts = RolloutCounts(
             generated_tokens=sum(len(c.token_ids) for c in completions),
@@ -207,7 +273,27 @@ class RLTrainer(LearnerStage):
             samples=len(samples),
             dynamic_sampling=dynamic,
         )
-        return rl_step_row(rollout, update, times, counts, sync_bytes=sync["bytes"], ppo_epochs=self.algo.ppo_epochs, weight_version=self.step)
+        return rl_step_row(
+            rollout, update, times, counts, sync_bytes=sync["bytes"], ppo_epochs=self.algo.ppo_epochs, weight_version=self.step, staleness=staleness
+        )
+
+    def _finish_prefetch(self, next_batch: Prefetch | None, learners_start: float, learners_end: float) -> float:
+        """Wait for the prefetched generation (the weight push must come after it) and keep it
+        for the next step; the seconds it ran alongside the learners."""
+        if next_batch is None:
+            return 0.0
+        next_batch.pending.result()
+        self.prefetch = next_batch
+        return max(0.0, min(learners_end, next_batch.pending.finished_at) - max(learners_start, next_batch.pending.started_at))
+
+    def _behaviour_as_old(self, samples: list[TrainSample]) -> None:
+        """Old log-probs = the engine's (the policy that sampled): the ratio is against the
+        behaviour policy (see the module docstring)."""
+        missing = sum(s.rollout_logprobs is None for s in samples)
+        if missing:
+            raise RuntimeError(f"trainer.off_policy_steps needs the engine's log-probs of every sampled token; {missing} completions came without them")
+        for sample in samples:
+            sample.old_logprobs = sample.rollout_logprobs
 
     @property
     def _shares_gpus(self) -> bool:
@@ -260,6 +346,18 @@ class RLTrainer(LearnerStage):
         return {"bytes": stats.bytes, "sync_s": stats.seconds}
 
     # ---- checkpoints and evaluation ------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """As `LearnerStage.save_checkpoint`, recording the data position from before a
+        prefetched batch (a resumed run generates it again rather than skip its records)."""
+        if self.prefetch is None:
+            return super().save_checkpoint()
+        ahead = self.sampler.state()
+        self.sampler.restore(self.prefetch.sampler_before)
+        try:
+            return super().save_checkpoint()
+        finally:
+            self.sampler.restore(ahead)
+
     def evaluate(self) -> dict[str, float]:
         from rft.eval.runner import evaluate_splits
 

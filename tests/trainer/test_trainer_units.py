@@ -70,7 +70,9 @@ def test_rl_row_renames_learner_statistics_and_keeps_counts_out_of_the_times():
         "timing/update_s": 4.0,
         "timing/sync_s": 0.5,
         "timing/step_s": 8.0,
+        "timing/overlap_s": 0.0,
     }
+    assert row["rollout/staleness"] == 0.0  # the synchronous loop's default
     assert (row["rollout/tokens_per_s"], row["learner/tokens_per_s"], row["sync/mb_per_s"]) == (50.0, 40.0, 4.0)
     assert (row["weight_version"], row["samples"], row["dapo/dynamic_sampling_rounds"]) == (3.0, 8.0, 2.0)
 
