@@ -237,6 +237,9 @@ class LearnerConfig:
     num_workers: int = 1
     zero_stage: int = 3
     micro_batch_tokens: int = 8192
+    # Pack each prompt's completions into one row behind one copy of the prompt (and image);
+    # off automatically with flash_attention_2 (rft.learner.batch)
+    shared_prefix: bool = True
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     backend: DistBackend = DistBackend.auto

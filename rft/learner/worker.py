@@ -24,6 +24,11 @@ Compute goes where it counts (measured on the ~44 M bench model, 2 CPU cores: `r
 - One rank (`learner.num_workers=1`) runs DeepSpeed without ZeRO (stage 0): partitioning one
   copy only adds hooks and gathers.
 - Gradient checkpointing is decided by the model size (`rft.models.loading.wants_checkpointing`).
+- Shared prefix (`learner.shared_prefix`, default on): the completions of one prompt share one
+  packed row (`rft.learner.batch`), so the prompt and the image run through the model once per
+  group, in every pass; micro-batches hold whole groups (or chunks of a group longer than
+  `micro_batch_tokens`, each repeating the prompt), measured in packed-row tokens. Off with
+  flash_attention_2, which cannot take the per-segment mask (plain rows then, logged once).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rft.algo.config import LossSettings
-from rft.learner.batch import FeatureCache, MicroBatch, collate, sequence_length, split_by_token_budget
+from rft.learner.batch import FeatureCache, MicroBatch, collate_rows, micro_batch_rows
 from rft.tracking.stats import LEARNER_STATS, merge_stats
 from rft.types import TrainSample, vision_token_ids
 from rft.weights.errors import NonFiniteWeights
@@ -73,6 +78,9 @@ class LearnerSettings:
     need_reference: bool
     backend: DistBackend
     seed: int
+    # Pack each prompt's completions into one row (rft.learner.batch). The one default here:
+    # callers built before the switch existed keep working; the config's default is the same.
+    shared_prefix: bool = True
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):
@@ -177,9 +185,21 @@ class LearnerWorker:
         if self.settings.need_reference:
             self.ref_engine = self._load_reference(deepspeed)
         self.features = FeatureCache(self.processor, self.engine.module)
+        self.shared_prefix = self._use_shared_prefix()
+        # eager attention adds the mask to its scores: packed rows' mask goes in as 0 / dtype-min
+        self.additive_mask = getattr(torch, self.dtype) if self.engine.module.config._attn_implementation == "eager" else None
         self.pad_id = self.processor.tokenizer.pad_token_id or 0
         self.placeholder_ids = frozenset(vision_token_ids(self.processor.tokenizer))
         return {"rank": self.rank, "trainable_params": sum(p.numel() for p in trainable), "backend": backend}
+
+    def _use_shared_prefix(self) -> bool:
+        """The setting, unless the attention kernel cannot take the packed rows' 4D mask."""
+        attention = str(self.engine.module.config._attn_implementation)
+        if self.settings.shared_prefix and attention == "flash_attention_2":
+            if self.rank == 0:
+                log.warning("learner.shared_prefix is off: flash_attention_2 cannot take its per-completion attention mask (use sdpa to pack groups)")
+            return False
+        return self.settings.shared_prefix
 
     def _load_policy(self):
         from rft.models.loading import load_model, load_processor
@@ -227,28 +247,38 @@ class LearnerWorker:
 
     # ---- micro-batching -----------------------------------------------------------------
     def _micro_batches(self, samples: list[TrainSample]) -> list[tuple[MicroBatch, float]]:
-        """This rank's micro-batches, padded to the count of the busiest rank (weight 0)."""
+        """This rank's micro-batches, padded to the count of the busiest rank (weight 0). Their
+        samples, in order, are `samples`."""
         import torch.distributed as dist
 
         feats = [self.features.get(s.prompt) for s in samples]
-        lengths = [sequence_length(f, s) for f, s in zip(feats, samples)]
-        groups = split_by_token_budget(samples, lengths, self.settings.micro_batch_tokens) if samples else []
-        count = torch.tensor([len(groups)], device=self.device)
+        plan = micro_batch_rows(samples, feats, self.settings.micro_batch_tokens, self.shared_prefix)
+        count = torch.tensor([len(plan)], device=self.device)
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        batches = [(collate([samples[i] for i in g], [feats[i] for i in g], self.pad_id, self.placeholder_ids), 1.0) for g in groups]
+        batches = [(self._collate(rows, samples, feats), 1.0) for rows in plan]
         if not batches and count.item() > 0:
             raise RuntimeError(f"learner rank {self.rank} got an empty shard; the controller must give every rank samples")
         while len(batches) < count.item():
             batches.append((batches[0][0], 0.0))
         return batches
 
+    def _collate(self, rows: list[list[int]], samples: list[TrainSample], feats) -> MicroBatch:
+        return collate_rows(
+            [[samples[i] for i in row] for row in rows],
+            [feats[row[0]] for row in rows],
+            self.pad_id,
+            self.placeholder_ids,
+            shared_prefix=self.shared_prefix,
+        )
+
     def _forward_logprobs(self, module, batch: MicroBatch, with_entropy: bool = False, entropy_grad: bool = False):
         from rft.algo import entropy_from_logits, token_logprobs
         from rft.models.heads import head_at
 
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs().items()}
-        # The LM head runs on the completion positions only (the prompt is most of each sequence).
-        with head_at(module, batch.logit_positions().to(self.device)), self._autocast(module):
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.model_inputs(self.additive_mask).items()}
+        # The LM head runs on the completion positions only (the prompt is most of each sequence),
+        # one entry per sample also where a row holds a group's completions.
+        with head_at(module, batch.logit_positions().to(self.device), batch.sample_rows().to(self.device)), self._autocast(module):
             comp_logits = module(**inputs, use_cache=False).logits
         logp = token_logprobs(comp_logits, batch.completion_ids.to(self.device))
         entropy = None
