@@ -4,6 +4,8 @@
   - a local folder holding a Hugging Face checkpoint (`config.json` must be there);
   - `tiny:<arch>[:<size>]` (e.g. `tiny:qwen2vl`, `tiny:qwen25vl:small`): a random-weight model
     built on first use by rft.models.tiny; `tiny` or `tiny::<size>` take the arch from `arch_hint`;
+  - `arch:<name>` (e.g. `arch:qwen2vl_2b`): a random-weight build of a published architecture
+    (rft.models.arch), bf16, built into RFT_CACHE on first use;
   - a hub id (`Qwen/Qwen2-VL-2B-Instruct`): taken from the local Hugging Face cache when it is
     there, else left as the id when the hub answers (transformers/vLLM then download it), else
     `ModelNotFoundError` with one line saying how to point `model.path` at a local copy.
@@ -56,6 +58,8 @@ def resolve_model_path(path: str, arch_hint: str | None = None, timeout: float =
     hint = str(arch_hint) if arch_hint is not None else None
     if value == "tiny" or value.startswith("tiny:"):
         return str(_resolve_tiny(value, hint))
+    if value.startswith("arch:"):
+        return str(_resolve_arch(value))
     local = Path(value).expanduser()
     if local.exists() or not _HUB_ID.match(value) or value.startswith("."):
         return str(_resolve_local(local, value, hint))
@@ -70,6 +74,15 @@ def _resolve_tiny(value: str, arch_hint: str | None) -> Path:
     size = (parts[1] if len(parts) > 1 else "") or "tiny"
     try:
         return ensure_tiny_model(arch, size)
+    except ValueError as err:
+        raise ModelNotFoundError(f"model.path={value}: {err}") from None
+
+
+def _resolve_arch(value: str) -> Path:
+    from rft.models.arch import ensure_arch_model
+
+    try:
+        return ensure_arch_model(value.removeprefix("arch:"))
     except ValueError as err:
         raise ModelNotFoundError(f"model.path={value}: {err}") from None
 
