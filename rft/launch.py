@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from rft.config import validate
 from rft.errors import user_errors_as_one_line
 from rft.paths import CONF_DIR, run_dir_of_current_job
+from rft.placement.memory_plan import check_fits
 
 log = logging.getLogger("rft")
 
@@ -30,6 +31,7 @@ log = logging.getLogger("rft")
 def main(cfg: DictConfig) -> float | None:
     with user_errors_as_one_line():
         validate(cfg)
+        check_fits(cfg)  # predicted memory vs this machine, before Ray starts (rft.plan)
         from rft.trainer import run
 
         return run(cfg, run_dir_of_current_job())

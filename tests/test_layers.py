@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("2b", ("placement",)),  # starting the engines' actors, for both loops
     ("3", ("trainer", "eval")),  # loops
     ("4", ("bench",)),  # tools
-    ("5", ("launch", "jobs", "hydra_plugins")),  # entry points
+    ("5", ("launch", "plan", "jobs", "hydra_plugins")),  # entry points
 ]
 LAYER_OF = {package: rank for rank, (_, packages) in enumerate(LAYERS) for package in packages}
 LABEL_OF = {package: label for label, packages in LAYERS for package in packages}
