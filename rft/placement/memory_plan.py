@@ -25,7 +25,8 @@ default; W ranks; ZeRO stage Z, 0 when W = 1 as `rft.learner.worker` runs it):
   norms, bf16 matmul inputs/outputs, SwiGLU's four I-wide tensors, sdpa attention, no s² term),
   or with gradient checkpointing 4 h per layer plus one layer recomputed;
 - logits of the completion positions only (`rft.models.heads.head_at`): bf16 logits and their
-  gradient, plus the chunked log-softmax temporaries (`rft.algo.logprobs`, 256 MiB chunks).
+  gradient, plus the chunked log-softmax temporaries (`rft.algo.logprobs`, 256 MiB chunks); with
+  `learner.shared_prefix` a micro-batch holds more completion positions (one prompt copy per group).
 Rollout engines: vLLM on GPU takes `gpu_memory_utilization` x the GPU (weights, a workspace and
 the KV cache inside it; the plan checks that the KV cache holds at least one `max_model_len`
 sequence); vLLM on CPU holds bf16 weights plus `VLLM_CPU_KVCACHE_SPACE` (rollout.kv_cache_gb);
@@ -248,6 +249,8 @@ class Setup:
     max_pixels: int
     concurrent_sequences: int  # prompts per step x generations, over the rollout workers
     colocate: bool
+    generations: int = 1
+    shared_prefix: bool = False  # learner.shared_prefix: a prompt's completions packed behind one prompt
     lora_rank: int = 0
 
     @classmethod
@@ -275,6 +278,8 @@ class Setup:
             max_pixels=int(cfg.model.max_pixels),
             concurrent_sequences=math.ceil(cfg.trainer.prompts_per_step * cfg.algo.num_generations / max(1, cfg.rollout.num_workers)),
             colocate=bool(cfg.cluster.colocate),
+            generations=int(cfg.algo.num_generations),
+            shared_prefix=bool(cfg.learner.get("shared_prefix", False)),
             lora_rank=int(lora.get("rank", 0) or 0) if lora is not None else 0,
         )
 
@@ -413,12 +418,26 @@ def activation_bytes(shape: ModelShape, setup: Setup) -> int:
 
 def logit_bytes(shape: ModelShape, setup: Setup) -> int:
     """Completion-position logits (bf16, and their gradient) plus the log-prob chunk temporaries."""
-    seq = sequence_tokens(shape, setup)
-    rows = max(1, setup.micro_batch_tokens // seq)
-    positions = rows * min(setup.max_tokens, seq)
+    positions = completion_positions(shape, setup)
     element = 2 if setup.bf16 else 4
     logits = positions * shape.vocab * element * 2
     return logits + min(LOGPROB_CHUNK_BYTES, positions * shape.vocab * 4 * 2)
+
+
+def completion_positions(shape: ModelShape, setup: Setup) -> int:
+    """Completion tokens in one micro-batch: rows of prompt + completion, or with the shared
+    prefix, rows of one prompt + its G completions (a group over the budget is cut into chunks
+    that each repeat the prompt)."""
+    seq = sequence_tokens(shape, setup)
+    completion = min(setup.max_tokens, seq)
+    prompt = seq - completion
+    budget = setup.micro_batch_tokens
+    if setup.shared_prefix and setup.rl:
+        group = prompt + setup.generations * completion
+        if group <= budget:
+            return (budget // group) * setup.generations * completion
+        return max(completion, (budget - prompt) // completion * completion)
+    return max(1, budget // seq) * completion
 
 
 def vllm_gpu_memory(shape: ModelShape, setup: Setup, gpu_mem: int) -> tuple[dict[str, int], int]:

@@ -121,8 +121,15 @@ def test_logits_cover_completion_positions_only():
     setup = mp.Setup.of(compose([*GPU_RUN, "model=qwen2vl_2b"]), on_gpu=True)
     seq = mp.sequence_tokens(shape, setup)
     assert seq == mp.PROMPT_TEXT_TOKENS + 613 + 512  # 480,000 px -> 613 merged tokens
+    plain = mp.replace(setup, shared_prefix=False)
     rows = setup.micro_batch_tokens // seq
-    assert mp.logit_bytes(shape, setup) == rows * 512 * shape.vocab * 2 * 2 + mp.LOGPROB_CHUNK_BYTES
+    assert mp.logit_bytes(shape, plain) == rows * 512 * shape.vocab * 2 * 2 + mp.LOGPROB_CHUNK_BYTES
+    # shared prefix: one prompt, then as many whole completions as the budget holds
+    packed = mp.replace(setup, shared_prefix=True, generations=8)
+    assert mp.completion_positions(shape, packed) == 8 * 512  # one group of 741 + 8 x 512 fits 8192
+    chunked = mp.replace(packed, micro_batch_tokens=4096)  # the group is cut; each chunk repeats the prompt
+    assert mp.completion_positions(shape, chunked) == (4096 - 741) // 512 * 512
+    assert mp.logit_bytes(shape, packed) > mp.logit_bytes(shape, plain)
 
 
 def test_vllm_on_gpu_takes_its_utilization_share():
@@ -243,3 +250,11 @@ def test_launch_refuses_what_cannot_fit_in_one_line_before_ray(tmp_path):
     assert last.startswith("error: PlanError: predicted memory does not fit")
     assert "RAM needs" in last and "try " in last
     assert "Started a local Ray instance" not in done.stdout + done.stderr
+
+
+def test_readme_table_is_what_the_planner_prints():
+    from rft.plan import what_fits_table
+
+    table = what_fits_table()
+    assert table.splitlines()[0].startswith("| model | 1x24 GB full |") and len(table.splitlines()) == 6
+    assert table in (ROOT / "README.md").read_text(), "README's what-fits-where table is stale: python -m rft.plan --table"
