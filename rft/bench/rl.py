@@ -15,7 +15,11 @@ Reported per run, as medians over the steps after the first (warm-up) step:
 - the learner's achieved FLOP/s (6 x trainable parameters x learner tokens/s) and its MFU
   against a matmul peak measured on this machine (rft.bench.mfu);
 - the orchestration share of a step: step time minus generate, reward, log-prob, update and
-  sync (what the controller, Ray calls and data shipping cost), over step time.
+  sync (what the controller, Ray calls and data shipping cost), over step time; with
+  `--overrides trainer.off_policy_steps=1` the generation overlaps the update, so the overlap
+  (`timing/overlap_s`, its own column) is added back.
+
+`--overrides` appends Hydra overrides to every rft run (e.g. `trainer.off_policy_steps=1`).
 
 With `--peer trl` it also runs TRL's `GRPOTrainer` (rft.bench.peer_trl, extra `bench`) on the
 same model, prompts and images, G, new tokens, beta and reward, once per size, and prints rft's
@@ -45,6 +49,7 @@ TIMINGS = {
     "logprob s": "timing/logprob_s",
     "update s": "timing/update_s",
     "sync s": "timing/sync_s",
+    "overlap s": "timing/overlap_s",
     "step s": "timing/step_s",
 }
 RATES = {
@@ -116,12 +121,12 @@ def orchestration_share(rows: list[dict[str, Any]]) -> float:
     """Median over the steps after warm-up of (step - generate - reward - logprob - update - sync) / step."""
     from rft.bench import mfu
 
-    phases = [key for key in TIMINGS.values() if key != "timing/step_s"]
-    shares = [
-        {"share": mfu.share(mfu.orchestration_s(float(r["timing/step_s"]), [float(r.get(k, float("nan"))) for k in phases]), float(r["timing/step_s"]))}
-        for r in rows
-        if "timing/step_s" in r
-    ]
+    phases = [key for key in TIMINGS.values() if key not in ("timing/step_s", "timing/overlap_s")]
+
+    def busy(r: dict[str, Any]) -> list[float]:  # time that ran alongside other phases counts once
+        return [float(r.get(k, float("nan"))) for k in phases] + [-float(r.get("timing/overlap_s", 0.0))]
+
+    shares = [{"share": mfu.share(mfu.orchestration_s(float(r["timing/step_s"]), busy(r)), float(r["timing/step_s"]))} for r in rows if "timing/step_s" in r]
     return runs.median_after_warmup(shares, "share")
 
 
@@ -201,7 +206,7 @@ def _completion_length(result: dict[str, Any]) -> float:
 def run_point(out: Path, size: str, engine: str, sync: str, args) -> dict[str, Any]:
     name = f"{size} / {engine} / {sync}"
     run_dir = out / "runs" / f"{size}-{engine}-{sync}"
-    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens, sync)
+    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens, sync) + list(args.overrides)
     print(f"[rft.bench rl] {name}: {run_dir}", flush=True)
     launch = runs.launch(run_dir, overrides, timeout_s=args.timeout, echo=args.verbose)
     if not launch.ok:
@@ -304,7 +309,14 @@ def main(args) -> int:
     payload = {
         "benchmark": "rl",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "settings": {"generations": GENERATIONS, "steps": args.steps, "prompts_per_step": args.prompts, "max_tokens": args.max_tokens, "peer": args.peer},
+        "settings": {
+            "generations": GENERATIONS,
+            "steps": args.steps,
+            "prompts_per_step": args.prompts,
+            "max_tokens": args.max_tokens,
+            "peer": args.peer,
+            "overrides": list(args.overrides),
+        },
         "parameters": params,
         "trainable_parameters": trainable,
         "matmul_peak": peak,
@@ -328,4 +340,5 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
     parser.add_argument("--out", default="bench_results", help="folder for rl.json and the run folders")
     parser.add_argument("--verbose", action="store_true", help="echo every run's output")
+    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides added to every rft run, e.g. trainer.off_policy_steps=1")
     parser.add_argument("--peer", choices=PEERS, default=None, help="also run this peer (TRL's GRPOTrainer; extra `bench`) per size and print rft's speed-up")
