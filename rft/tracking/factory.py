@@ -9,8 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 from rft.tracking.tracker import Tracker
 
 
-def make_tracker(cfg: DictConfig, run_dir: Path, run_name: str, parent_run_id: str | None = None) -> Tracker:
-    """A tracker for `run_dir` with `tracking.*` settings; the whole resolved config is logged."""
+def make_tracker(cfg: DictConfig, run_dir: Path, run_name: str, parent_run_id: str | None = None, resume_step: int | None = None) -> Tracker:
+    """A tracker for `run_dir` with `tracking.*` settings; the whole resolved config is logged.
+    `resume_step`: what a trainer logged after it is dropped (see `Tracker`)."""
     return Tracker(
         run_dir,
         sinks=tuple(str(sink) for sink in cfg.tracking.sinks),  # plain strings past rft's own code
@@ -21,4 +22,5 @@ def make_tracker(cfg: DictConfig, run_dir: Path, run_name: str, parent_run_id: s
         wandb_project=cfg.tracking.wandb_project,
         wandb_mode=str(cfg.tracking.wandb_mode),
         parent_run_id=parent_run_id,
+        resume_step=resume_step,
     )

@@ -7,6 +7,14 @@ of truth and its errors are never swallowed.
 
 mlflow is driven through `MlflowClient` with explicit run ids, never through the fluent
 `mlflow.start_run` API, whose process-global active run breaks nested runs and threads.
+
+Resuming at a checkpoint's step (`resume_step`) redoes the steps after it, and every step must be
+recorded once. metrics.jsonl drops its rows after that step. mlflow cannot delete metric points
+(logging a step again adds a second point), so a resumed run that holds points after that step is
+superseded: a new run takes its name, tags, start time, params, artifacts and the points up to
+that step (tag `rft.supersedes` names the old run), and the old run is deleted (soft: mlflow's
+`restore_run` brings it back). wandb keeps the first value of a step it has seen, so its redone
+steps are dropped (its server-side rewind, `resume_from`, is not offered offline).
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class MlflowSink:
         parent_run_id: str | None = None,
         run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        resume_step: int | None = None,
     ):
         from mlflow.tracking import MlflowClient
 
@@ -88,6 +97,8 @@ class MlflowSink:
         self.client = MlflowClient(tracking_uri=uri)
         experiment_id = self._experiment_id(experiment)
         self.run_id = run_id if run_id and self._reopen(run_id) else None
+        if self.run_id is not None and resume_step is not None:
+            self.run_id = supersede_after(self.client, self.run_id, resume_step)
         if self.run_id is None:
             all_tags = {"mlflow.runName": run_name or "", **(tags or {})}
             if parent_run_id:
@@ -197,6 +208,38 @@ class WandbSink:
 
     def close(self, status: str = "FINISHED") -> None:
         self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+def supersede_after(client: Any, run_id: str, step: int) -> str:
+    """`run_id` if it holds no metric point after `step`; else the id of a copy without them
+    (see the module docstring), the old run deleted."""
+    old = client.get_run(run_id)
+    history = {key: client.get_metric_history(run_id, key) for key in old.data.metrics}
+    if all(point.step <= step for points in history.values() for point in points):
+        return run_id
+    tags = {**old.data.tags, "rft.supersedes": run_id}
+    new_id = client.create_run(old.info.experiment_id, start_time=old.info.start_time, tags=tags, run_name=old.info.run_name).info.run_id
+    from mlflow.entities import Param
+
+    params = [Param(k, v) for k, v in old.data.params.items()]
+    kept = [point for points in history.values() for point in points if point.step <= step]
+    for i in range(0, len(params), 100):  # mlflow's per-request limits
+        client.log_batch(new_id, params=params[i : i + 100])
+    for i in range(0, len(kept), 1000):
+        client.log_batch(new_id, metrics=kept[i : i + 1000])
+    _copy_artifacts(client, run_id, new_id)
+    client.update_run(new_id, status="RUNNING")
+    client.delete_run(run_id)
+    return new_id
+
+
+def _copy_artifacts(client: Any, source_run: str, target_run: str) -> None:
+    import tempfile
+
+    if not client.list_artifacts(source_run):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_artifacts(target_run, client.download_artifacts(source_run, "", tmp))
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:

@@ -13,8 +13,12 @@
 - An optional sink that fails (mlflow DB locked, bad URI, wandb service down) warns once per sink
   and call kind, and is tried again on the next call (a locked DB recovers); a sink that cannot
   start is left out. Training never dies of tracking.
-- Restarting in the same run_dir resumes: metrics.jsonl is appended to (trimmed to `resume_step`
-  if given) and the same mlflow and wandb runs are continued; their ids live in `tracking.json`.
+- Restarting in the same run_dir resumes: metrics.jsonl is appended to and the same mlflow and
+  wandb runs are continued; their ids live in `tracking.json`. `resume_step` (the step of the
+  checkpoint a trainer resumed from) drops what was logged after it: metrics.jsonl rows, and in
+  mlflow the run is superseded by a copy without those points (`rft.tracking.sinks`), so every
+  step is recorded once. A negative `resume_step` (a trainer starting over) empties
+  metrics.jsonl and opens new mlflow and wandb runs.
 """
 
 from __future__ import annotations
@@ -82,13 +86,23 @@ class Tracker:
         plain_config = to_plain(config) or {}
         if "mlflow" in sinks:
             uri = mlflow_uri or default_mlflow_uri()
-            resume_id = self._state.get("mlflow_run_id") if self._state.get("mlflow_uri") == uri else None
-            self._open(lambda: MlflowSink(uri, mlflow_experiment, self.run_name, parent_run_id=parent_run_id, run_id=resume_id, tags=tags), "mlflow")
+            resume_id = self._state.get("mlflow_run_id") if self._state.get("mlflow_uri") == uri and not _starts_over(resume_step) else None
+            self._open(
+                lambda: MlflowSink(uri, mlflow_experiment, self.run_name, parent_run_id=parent_run_id, run_id=resume_id, tags=tags, resume_step=resume_step),
+                "mlflow",
+            )
         if "wandb" in sinks:
             mode = wandb_mode or os.environ.get("WANDB_MODE", "offline")
             self._open(
                 lambda: WandbSink(
-                    self.run_dir, wandb_project, self.run_name, plain_config, mode=mode, run_id=self._state.get("wandb_run_id"), group=wandb_group, tags=tags
+                    self.run_dir,
+                    wandb_project,
+                    self.run_name,
+                    plain_config,
+                    mode=mode,
+                    run_id=None if _starts_over(resume_step) else self._state.get("wandb_run_id"),
+                    group=wandb_group,
+                    tags=tags,
                 ),
                 "wandb",
             )
@@ -196,6 +210,11 @@ class Tracker:
             state.update(wandb_run_id=sink.run_id)
         self._state = state
         (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+
+def _starts_over(resume_step: int | None) -> bool:
+    """A trainer that resumed from no checkpoint redoes everything: new mlflow and wandb runs."""
+    return resume_step is not None and resume_step < 0
 
 
 def _read_state(path: Path) -> dict[str, Any]:

@@ -128,7 +128,7 @@ class RLTrainer(LearnerStage):
         self.weight_sync.open()
         if resume_from is not None:
             self._resume(resume_from)
-        self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
+        self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id, resume_step=self.tracker_resume_step())
 
     def _resume(self, checkpoint: Path) -> None:
         self._restore(checkpoint)

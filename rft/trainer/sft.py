@@ -95,7 +95,7 @@ class SFTTrainer(LearnerStage):
         if resume_from is not None:
             self._restore(resume_from)
             log.info("resumed SFT from %s at step %d", resume_from, self.step)
-        self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id)
+        self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id, resume_step=self.tracker_resume_step())
 
     def prompt_style(self) -> PromptStyle:
         """COT-SFT trains on `sft.prompt` (the RL prompt by default); ANS-SFT on its own prompt."""

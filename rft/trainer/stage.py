@@ -134,6 +134,7 @@ class LearnerStage:
         self.task = task_for(cfg)
         self.processor = load_processor(model_path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
         self.step = 0
+        self.resumed = False  # from a checkpoint of this run folder
         self.workers: Any = None
         self.tracker: Any = None
         self.sampler: Any = None  # an EpochSampler, set by the subclass
@@ -149,6 +150,13 @@ class LearnerStage:
         self.step = int(state["step"])
         self.sampler.restore(state["sampler"])
         ckpt.set_rng_state(state["rng"])
+        self.resumed = True
+
+    def tracker_resume_step(self) -> int:
+        """For `make_tracker(resume_step=...)`: an earlier attempt's records up to the checkpoint
+        resumed from are kept and the steps after it are dropped, as they are redone (all of them,
+        -1, when the run starts over), so every step is recorded once."""
+        return self.step if self.resumed else -1
 
     def save_checkpoint(self) -> Path:
         staging = ckpt.staging_dir(self.run_dir, self.step)
