@@ -48,6 +48,7 @@ one image at `model.max_pixels`, plus `rollout.max_tokens`, capped at `rollout.m
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,7 @@ from omegaconf import DictConfig
 
 from rft.errors import UserError
 
+log = logging.getLogger(__name__)
 GiB = 1 << 30
 GB = 10**9
 PROMPT_TEXT_TOKENS = 128  # system + task text of a prompt (the counting prompts are ~70-100)
@@ -704,4 +706,7 @@ def check_fits(cfg: DictConfig) -> Plan | None:
     plan = plan_memory(cfg, shape_of(config), hardware, model=str(cfg.model.name))
     if not plan.fits:
         raise PlanError(one_line(plan))
+    worst = plan.worst()
+    if worst is not None:
+        log.info("memory plan: fits %s (%s at %.1f of %.1f GiB predicted)", hardware.describe(), worst.name, worst.used / GiB, worst.capacity / GiB)
     return plan

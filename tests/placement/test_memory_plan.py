@@ -258,3 +258,21 @@ def test_readme_table_is_what_the_planner_prints():
     table = what_fits_table()
     assert table.splitlines()[0].startswith("| model | 1x24 GB full |") and len(table.splitlines()) == 6
     assert table in (ROOT / "README.md").read_text(), "README's what-fits-where table is stale: python -m rft.plan --table"
+
+
+@pytest.mark.slow
+def test_a_fresh_tiny_rl_run_is_within_tolerance(tmp_path):
+    """Measured now, not committed: 2 GRPO steps of the tiny model through a real launch, each
+    actor's peak resident memory sampled from /proc (rft.bench.memory) against the plan."""
+    from rft.bench import rl, runs
+
+    overrides = rl.run_overrides("tiny", "vllm", steps=2, prompts=4, max_tokens=32)
+    launch = runs.launch(tmp_path / "run", overrides, timeout_s=600)
+    assert launch.ok, launch.log_tail[-5:]
+    cfg = compose(overrides)
+    plan = mp.plan_memory(cfg, mp.shape_of(mp.model_config(str(cfg.model.path))), mp.Hardware(host_mem=24 * mp.GiB))
+    predicted = {a.kind: a.total / 1e9 for a in plan.actors}
+    peaks = launch.peak_rss_gb
+    assert predicted["learner"] == pytest.approx(peaks["LearnerWorker"], rel=TOLERANCE)
+    assert predicted["vllm"] == pytest.approx(peaks["RolloutWorker"], rel=TOLERANCE)
+    assert predicted["driver"] / 2 <= peaks["driver+ray"] <= 2 * predicted["driver"]
