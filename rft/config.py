@@ -112,6 +112,11 @@ class WandbMode(StrEnum):
     disabled = "disabled"
 
 
+class ConsoleMode(StrEnum):
+    quiet = "quiet"  # the terminal shows rft's lines; library output goes to the run's launch.log
+    verbose = "verbose"  # library output on the terminal too (rft.tracking.console)
+
+
 class EvalSplit(StrEnum):
     id = "id"
     ood = "ood"
@@ -273,7 +278,9 @@ class ClusterConfig:
     colocate: bool = False
     num_cpus: int | None = None
     placement_timeout_s: float = 60.0
-    job_cpus: float = 1.0
+    # A job driver's CPUs: 0 (Ray Jobs' own default), since it mostly waits on its actors, which hold
+    # the cores; reserving one made a point need one CPU more than its bundles (unrunnable on a 2-CPU head).
+    job_cpus: float = 0.0
     job_gpus: float = 0.0
 
 
@@ -284,6 +291,7 @@ class TrackingConfig:
     experiment: str = "rft"
     wandb_project: str = "rft"
     wandb_mode: WandbMode = WandbMode.offline
+    console: ConsoleMode = ConsoleMode.quiet
 
 
 @dataclass

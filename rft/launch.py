@@ -23,6 +23,7 @@ from rft.config import validate
 from rft.errors import user_errors_as_one_line
 from rft.paths import CONF_DIR, run_dir_of_current_job
 from rft.placement.memory_plan import check_fits
+from rft.tracking.console import setup_driver
 
 log = logging.getLogger("rft")
 
@@ -30,6 +31,7 @@ log = logging.getLogger("rft")
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     with user_errors_as_one_line():
+        setup_driver(cfg.tracking.console, run_dir_of_current_job())  # library output to launch.log unless verbose
         validate(cfg)
         check_fits(cfg)  # predicted memory vs this machine, before Ray starts (rft.plan)
         from rft.trainer import run

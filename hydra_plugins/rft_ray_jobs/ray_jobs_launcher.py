@@ -1,4 +1,5 @@
-"""`hydra/launcher=ray_jobs`: one Ray Job per sweep point, followed live, metrics returned.
+"""`hydra/launcher=ray_jobs`: one Ray Job per sweep point, admitted as the cluster has room,
+followed live, optionally stopped early, metrics returned.
 
     python -m rft.launch -m hydra/launcher=ray_jobs stage=rl algo.lr=1e-6,5e-6 algo.beta=0,0.04
 
@@ -7,13 +8,21 @@
 2. The cluster: `hydra.launcher.address`, else `cluster.address`, else `RAY_ADDRESS`, else a
    Ray head on this machine's loopback (reused if `ray start` already made one, else started).
    An address that does not answer fails within `connect_timeout_s` (10 s).
-3. One Ray Job per point (`rft.jobs.submit.submit_run`): the project as working_dir, the point's
+3. Each point's demand is its driver (`cluster.job_cpus/job_gpus`) plus its placement bundles
+   (`rft.jobs.resources.point_demand`). A point that needs more than the whole cluster has is
+   REJECTED at once with one line naming both; the others are QUEUED and submitted in order as
+   the cluster's free resources allow (`rft.jobs.resources`: the dashboard's load report, and
+   what this sweep's own unfinished jobs asked for), for as long as the sweep runs.
+4. One Ray Job per point (`rft.jobs.submit.submit_run`): the project as working_dir, the point's
    overrides, `hydra.run.dir=<sweep dir>/<num>` (absolute), `entrypoint_num_cpus/gpus` from the
    point's `cluster.job_cpus/job_gpus`. `<sweep dir>/sweep.json` records every point.
-4. `wait=true` (default) follows the jobs with a live table until all end and returns each
+5. `wait=true` (default) follows the jobs with a live table until all end and returns each
    point's final metric as its Hydra return value (so the Optuna sweeper can drive it); a failed
    job becomes a failed Hydra job carrying its log tail, after all the others have ended. Ctrl-C
-   stops the sweep's jobs. `wait=false` returns right after submitting (return values None).
+   stops the sweep's jobs. `wait=false` returns once every point is submitted (queued points
+   still wait for room first; return values None).
+6. `early_stop.rungs` turns on successive halving (`rft.jobs.early_stop`): at each rung the
+   points that fall behind are stopped, and their last metric is returned as their result.
 
 No `from __future__ import annotations` here: Hydra imports plugin modules without registering
 them in sys.modules, and dataclasses then cannot resolve string annotations.
@@ -21,6 +30,7 @@ them in sys.modules, and dataclasses then cannot resolve string annotations.
 
 import copy
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +44,11 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rft.jobs.early_stop import EarlyStopConf
+
 log = logging.getLogger("rft.jobs")
+# How long a fresh head may take to publish its first load report (the monitor writes it every few s).
+LOAD_WAIT_S = 20.0
 
 
 @dataclass
@@ -51,6 +65,7 @@ class RayJobsLauncherConf:
     local_num_cpus: int | None = None  # logical CPUs of a started local head; null: max(cores, 4)
     stop_on_interrupt: bool = True  # Ctrl-C while waiting stops the sweep's jobs
     dry_run: bool = False  # compose and check every point, print what would be submitted, submit nothing
+    early_stop: EarlyStopConf = field(default_factory=EarlyStopConf)  # successive halving; rungs=[] is off
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="ray_jobs", node=RayJobsLauncherConf, provider="rft")
@@ -74,7 +89,11 @@ class ComposedPoint:
 
 class RayJobsLauncher(Launcher):
     def __init__(self, **params: Any) -> None:
-        self.params = RayJobsLauncherConf(**params)
+        early_stop = params.pop("early_stop", None) or {}
+        self.params = RayJobsLauncherConf(**params, early_stop=EarlyStopConf(**early_stop))
+        self._composed: dict[int, ComposedPoint] = {}
+        self._cluster = None  # the cluster's load when the sweep started; None: no load report
+        self._python = "python"
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -153,7 +172,8 @@ class RayJobsLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rft.jobs.cluster import ClusterUnreachable
         from rft.jobs.compose import PointError
-        from rft.jobs.sweep import follow
+        from rft.jobs.entrypoint import job_python
+        from rft.jobs.sweep import QUEUED, all_ended, follow
 
         setup_globals()
         assert self.config is not None
@@ -162,51 +182,147 @@ class RayJobsLauncher(Launcher):
             points = self.compose_points(job_overrides, initial_job_idx)
             if self.params.dry_run:
                 return self._dry_run(points)
+            stopper = self._early_stopper(points[0].config) if points else None
             client, url = self.connect()
-        except (PointError, ClusterUnreachable) as err:
+        except (PointError, ClusterUnreachable, ValueError) as err:
             raise RayJobsLaunchError(str(err)) from None
         state = self._state(url, points)
         records = state.points[-len(points) :]
-        self._submit_all(client, points, records, state)
-        if self.params.wait:
-            try:
-                follow(client, state, self.params.poll_s, self.params.log_tail_lines, self.params.stop_on_interrupt)
-            except KeyboardInterrupt:
-                what = "its jobs were stopped" if self.params.stop_on_interrupt else "its jobs go on"
-                raise RayJobsLaunchError(f"interrupted: {what}; their states are in {state.path}") from None
-        else:
-            log.info(f"hydra.launcher.wait=false: not following; see {state.path} or `python -m rft.jobs list --address {url}`")
+        self._composed = {p.index: p for p in points}
+        self._python = job_python(state.address, self.params.python)
+        log.info(f"Sweep of {len(points)} points on {state.address}; sweep state: {state.path}")
+        self._reject_too_large(client, state, records)
+        self._admit(client, state, log.info)
+
+        def tick(report) -> bool:
+            changed = self._admit(client, state, report)
+            if stopper is not None:
+                changed = stopper.check(state, lambda p: self._stop(client, p), report) or changed
+            return changed
+
+        def submitted(st) -> bool:
+            return not any(r.status == QUEUED for r in st.points)
+
+        try:
+            follow(
+                client,
+                state,
+                self.params.poll_s,
+                self.params.log_tail_lines,
+                self.params.stop_on_interrupt,
+                tick=tick,
+                done=all_ended if self.params.wait else submitted,
+            )
+        except KeyboardInterrupt:
+            what = "its jobs were stopped" if self.params.stop_on_interrupt else "its jobs go on"
+            raise RayJobsLaunchError(f"interrupted: {what}; their states are in {state.path}") from None
+        if not self.params.wait:
+            log.info(f"hydra.launcher.wait=false: every point is submitted, not following; see {state.path} or `python -m rft.jobs list --address {url}`")
         return [self._job_return(p, r, self.params.wait, state.path) for p, r in zip(points, records)]
 
-    def _submit_all(self, client, points: list[ComposedPoint], records: list, state) -> None:
-        """Submit every point in order; after a refused submission, the rest are not tried."""
-        from rft.jobs.entrypoint import job_python
+    def _early_stopper(self, cfg: DictConfig):
+        """The sweep's EarlyStopper, or None when `early_stop.rungs` is empty."""
+        from rft.jobs.early_stop import EarlyStopper
+        from rft.trainer.stage import optimized_target
 
-        python = job_python(state.address, self.params.python)
-        log.info(f"Submitting {len(points)} Ray Jobs to {state.address}; sweep state: {state.path}")
-        for point, record in zip(points, records):
-            if not self._submit(client, point, record, python, state):
-                self._skip_rest(state, point.index)
-                return
+        conf = self.params.early_stop
+        if not conf.rungs:
+            return None
+        if conf.metric:
+            if conf.direction not in ("maximize", "minimize"):
+                raise ValueError(f"hydra.launcher.early_stop.metric={conf.metric} needs early_stop.direction=maximize|minimize")
+            names, direction = (str(conf.metric),), str(conf.direction)
+        else:
+            names, target_direction = optimized_target(cfg, str(cfg.stage.name))
+            direction = str(conf.direction or target_direction)
+        stopper = EarlyStopper(conf, tuple(names), direction == "maximize")
+        log.info(
+            f"early stopping on {stopper.label} at steps {sorted(conf.rungs)}, keeping the best 1/{conf.reduction_factor:g} once {conf.min_points} points reach a step"
+        )
+        return stopper
+
+    # -- admission ---------------------------------------------------------------------------
+    def _load(self, client, wait_s: float = 0.0):
+        """The cluster's load report, waiting up to `wait_s` for a fresh head to publish one."""
+        from rft.jobs.resources import cluster_load
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            load = cluster_load(client)
+            if load is not None or time.monotonic() >= deadline:
+                return load
+            time.sleep(1.0)
+
+    def _reject_too_large(self, client, state, records: list) -> None:
+        """Points needing more than the whole cluster has: REJECTED now, with one line each."""
+        from rft.jobs.resources import fits, too_large_message
+        from rft.jobs.sweep import REJECTED
+
+        self._cluster = self._load(client, LOAD_WAIT_S)
+        if self._cluster is None:
+            log.warning("the cluster publishes no load report (GET /api/cluster_status): every point is submitted at once and Ray queues them")
+            return
+        for record in records:
+            if not fits(record.demand, self._cluster.totals):
+                record.status = REJECTED
+                record.message = too_large_message(record.demand, self._cluster.totals, self._composed[record.index].config)
+                log.error(f"\t#{record.index} : {state.short_label(record)} REJECTED: {record.message}")
+        state.save()
+
+    def _admit(self, client, state, report) -> bool:
+        """Submit queued points, in order, while the next one fits in what is free; True when any was."""
+        from rft.jobs.resources import add, fits, short
+        from rft.jobs.sweep import QUEUED, counts
+
+        queued = [r for r in state.points if r.status == QUEUED and r.index in self._composed]
+        if not queued:
+            return False
+        load = self._load(client) if self._cluster is not None else None
+        room = load.free(r.demand for r in state.points if r.active) if load is not None else None
+        admitted = 0
+        for record in queued:
+            if room is not None and not fits(record.demand, room):
+                break
+            if not self._submit(client, self._composed[record.index], record, state):
+                self._skip_rest(state, record.index)
+                return True
+            admitted += 1
+            if room is not None:
+                room = add(room, {key: -value for key, value in record.demand.items()})
+        if admitted and any(r.status == QUEUED for r in state.points):
+            report(f"{counts(state)}; free now: {short(room or {})}")
+        return admitted > 0
+
+    def _stop(self, client, record) -> None:
+        """Stop a point's job (early stopping); a failure is logged, the sweep goes on."""
+        try:
+            client.stop_job(record.submission_id)
+        except Exception as err:
+            log.warning(f"could not stop job {record.submission_id}: {err}")
 
     def _dry_run(self, points: list[ComposedPoint]) -> list[JobReturn]:
-        """Print each point's run folder and entrypoint; submit nothing."""
+        """Print each point's run folder, demand and entrypoint; submit nothing."""
         from rft.jobs.entrypoint import entrypoint
+        from rft.jobs.resources import point_demand, short
 
         python = self.params.python or "python"
         log.info(f"dry run: {len(points)} points compose and pass rft's checks; nothing is submitted")
         for point in points:
             command = entrypoint(python, point.overrides, point.run_dir, self.config_args())
-            log.info(f"\t#{point.index} : {' '.join(filter_overrides(point.overrides))}\n\t    run folder: {point.run_dir}\n\t    entrypoint: {command}")
+            log.info(
+                f"\t#{point.index} : {' '.join(filter_overrides(point.overrides))}\n\t    run folder: {point.run_dir}\n"
+                f"\t    needs: {short(point_demand(point.config))}\n\t    entrypoint: {command}"
+            )
         return [self._job_return(point, None, False, None) for point in points]
 
     def _state(self, url: str, points: list[ComposedPoint]):
-        """The sweep's state: earlier batches (Optuna launches several) plus these points."""
+        """The sweep's state: earlier batches (Optuna launches several) plus these points, queued."""
+        from rft.jobs.resources import point_demand
         from rft.jobs.sweep import SWEEP_FILE, Point, SweepState
 
         assert self.config is not None
         sweep_dir = str(Path(str(self.config.hydra.sweep.dir)).expanduser().resolve())
-        new = [Point(p.index, list(filter_overrides(p.overrides)), p.run_dir) for p in points]
+        new = [Point(p.index, list(filter_overrides(p.overrides)), p.run_dir, demand=point_demand(p.config)) for p in points]
         path = Path(sweep_dir) / SWEEP_FILE
         earlier = SweepState.load(path).points if path.is_file() else []
         indices = {p.index for p in new}
@@ -217,12 +333,14 @@ class RayJobsLauncher(Launcher):
     @staticmethod
     def _skip_rest(state, failed_index: int) -> None:
         """After a submission failed (a cluster-level problem), do not try the remaining points."""
+        from rft.jobs.sweep import QUEUED, SUBMIT_FAILED
+
         for record in state.points:
-            if record.status == "PENDING" and record.submission_id is None:
-                record.status, record.message = "SUBMIT_FAILED", f"not submitted: point {failed_index} could not be submitted"
+            if record.status == QUEUED:
+                record.status, record.message = SUBMIT_FAILED, f"not submitted: point {failed_index} could not be submitted"
         state.save()
 
-    def _submit(self, client, point: ComposedPoint, record, python: str, state) -> bool:
+    def _submit(self, client, point: ComposedPoint, record, state) -> bool:
         """Submit one point; False (and the point marked SUBMIT_FAILED) when the cluster refused it."""
         from rft.jobs.submit import new_submission_id, submit_run
         from rft.jobs.sweep import SUBMIT_FAILED
@@ -233,7 +351,7 @@ class RayJobsLauncher(Launcher):
                 client,
                 overrides=point.overrides,
                 run_dir=point.run_dir,
-                python=python,
+                python=self._python,
                 runtime_env=self._runtime_env(point),
                 cpus=float(cfg.cluster.job_cpus),
                 gpus=float(cfg.cluster.job_gpus),
@@ -241,6 +359,7 @@ class RayJobsLauncher(Launcher):
                 metadata={"rft_sweep": state.sweep_dir, "rft_point": str(point.index)},
                 config_args=self.config_args(),
             )
+            record.status = "PENDING"
             log.info(f"\t#{point.index} : {state.short_label(record)} -> {record.submission_id}")
         except Exception as err:
             record.status, record.message = SUBMIT_FAILED, f"{type(err).__name__}: {err}"
@@ -249,7 +368,8 @@ class RayJobsLauncher(Launcher):
         return record.status != SUBMIT_FAILED
 
     def _job_return(self, point: ComposedPoint, record, wait: bool, sweep_file: Path | None) -> JobReturn:
-        """Hydra's view of a point: COMPLETED with the final metric, or FAILED with RayJobFailed."""
+        """Hydra's view of a point: COMPLETED with the final metric (an early-stopped point's last
+        one), or FAILED with RayJobFailed."""
         from rft.jobs.compose import task_config
 
         ret = JobReturn(
@@ -259,11 +379,14 @@ class RayJobsLauncher(Launcher):
             working_dir=point.run_dir,
             task_name=str(point.config.hydra.job.name),
         )
-        if record is not None and (record.status == "SUBMIT_FAILED" or (wait and record.status != "SUCCEEDED")):
+        failed = record is not None and not record.early_stopped and record.status in ("SUBMIT_FAILED", "REJECTED", "CANCELLED")
+        if record is not None and (failed or (wait and record.status != "SUCCEEDED" and not record.early_stopped)):
             ret.status = JobStatus.FAILED
             logs = f"; its log: python -m rft.jobs logs {record.submission_id}" if record.submission_id else ""
             ret.return_value = RayJobFailed(f"sweep point {record.index} ended {record.status}: {record.message or ''}{logs} (all points: {sweep_file})")
         else:
             ret.status = JobStatus.COMPLETED
             ret.return_value = record.final_metric if wait and record is not None else None
+            if record is not None and record.early_stopped:
+                log.info(f"\t#{record.index} : stopped early; its result is its last metric {record.final_metric}")
         return ret

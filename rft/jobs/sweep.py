@@ -1,12 +1,16 @@
 """The state of a sweep of Ray Jobs: `sweep.json`, a live status table, following and stopping.
 
-`sweep.json` (in the sweep folder) lists every point: index, overrides, submission id, status
-(PENDING → RUNNING → SUCCEEDED | FAILED | STOPPED, or SUBMIT_FAILED), run folder, final metric,
-metrics, and for failures the tail of the job's log. It is rewritten atomically whenever something
-changes, so another process (or a person) can read it at any time.
+`sweep.json` (in the sweep folder) lists every point: index, overrides, what it needs from the
+cluster (`demand`), submission id, status (QUEUED → PENDING → RUNNING → SUCCEEDED | FAILED |
+STOPPED; REJECTED when it needs more than the whole cluster has, SUBMIT_FAILED when the cluster
+refused it, CANCELLED when the sweep was interrupted before it started), run folder, final metric,
+metrics, the early-stopping record (`rungs`: the metric at each rung and the decision), and for
+failures the tail of the job's log. It is rewritten atomically whenever something changes, so
+another process (or a person) can read it at any time.
 
-`follow()` polls the jobs until all have ended, showing a rich table (live on a terminal; status
-changes are also logged, for non-interactive logs). Ctrl-C while following stops every job of the
+`follow()` polls the jobs until the sweep is done, showing a rich table (live on a terminal;
+status changes are also logged, for non-interactive logs) and calling the launcher back on every
+poll (admitting queued points, early stopping). Ctrl-C while following stops every job of the
 sweep that has not ended, records them, and re-raises.
 """
 
@@ -25,8 +29,11 @@ from rft.jobs.submit import TERMINAL, failure_tail, job_result
 
 log = logging.getLogger("rft.jobs")
 SWEEP_FILE = "sweep.json"
+QUEUED = "QUEUED"  # waiting in the launcher for room on the cluster; not submitted yet
+REJECTED = "REJECTED"  # needs more than the whole cluster has; never submitted
 SUBMIT_FAILED = "SUBMIT_FAILED"
-ENDED = TERMINAL | {SUBMIT_FAILED}
+CANCELLED = "CANCELLED"  # still queued when the sweep was interrupted
+ENDED = TERMINAL | {SUBMIT_FAILED, REJECTED, CANCELLED}
 
 
 @dataclass
@@ -35,12 +42,15 @@ class Point:
     overrides: list[str]
     run_dir: str
     submission_id: str | None = None
-    status: str = "PENDING"
+    status: str = QUEUED
     final_metric: float | None = None
     metrics: dict[str, Any] | None = None
     optimized: str | None = None  # the final metric's name and direction, e.g. "reward/mean (maximize)"
     message: str | None = None
     log_tail: str | None = None
+    demand: dict[str, float] = field(default_factory=dict)  # driver + placement bundles
+    rungs: dict[str, dict[str, Any]] = field(default_factory=dict)  # early stopping: step -> value, decision
+    early_stopped: bool = False  # stopped by the launcher's early stopping (its last metric is final_metric)
 
     @property
     def label(self) -> str:
@@ -49,6 +59,11 @@ class Point:
     @property
     def ended(self) -> bool:
         return self.status in ENDED
+
+    @property
+    def active(self) -> bool:
+        """Submitted and not ended: it holds (or is about to hold) cluster resources."""
+        return self.submission_id is not None and not self.ended
 
 
 @dataclass
@@ -100,21 +115,46 @@ def status_name(status: Any) -> str:
     return str(getattr(status, "value", status))
 
 
+def counts(state: SweepState) -> str:
+    """`2 queued · 1 running · 1 finished` for the table's title and the log."""
+    queued = sum(p.status == QUEUED for p in state.points)
+    running = sum(p.active for p in state.points)
+    finished = sum(p.ended for p in state.points)
+    return f"{queued} queued · {running} running · {finished} finished"
+
+
+def _early_stop_note(point: Point) -> str:
+    """The last early-stopping decision taken for a point, e.g. `stopped at step 2 (3/4)`."""
+    decided = [(int(step), rec) for step, rec in point.rungs.items() if rec.get("decision")]
+    if not decided:
+        return ""
+    step, rec = max(decided, key=lambda item: item[0])
+    return f"{rec['decision']} at step {step} ({rec.get('rank', '')})"
+
+
 def status_table(state: SweepState):
-    """A rich table of the points."""
+    """A rich table of the points, the queue included."""
     from rich.table import Table
 
-    table = Table(title=f"sweep {state.sweep_dir} on {state.address}")
-    for column in ("#", "point", "job", "status", "final metric"):
+    from rft.jobs.resources import short
+
+    table = Table(title=f"sweep {state.sweep_dir} on {state.address}: {counts(state)}")
+    columns = ("#", "point", "needs", "job", "status", "metric", "early stop")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for p in state.points:
         metric = "" if p.final_metric is None else f"{p.final_metric:.4g}"
-        table.add_row(str(p.index), state.short_label(p), p.submission_id or "", p.status, metric)
+        table.add_row(str(p.index), state.short_label(p), short(p.demand), p.submission_id or "", p.status, metric, _early_stop_note(p))
     return table
 
 
 def _finish(client, state: SweepState, point: Point, tail_lines: int, report: Callable[[str], None]) -> None:
-    """Record a point that just ended: its result when it succeeded, its log tail otherwise."""
+    """Record a point that just ended: its result when it succeeded, its last metric when early
+    stopping stopped it, its log tail otherwise."""
+    if point.early_stopped and point.status == "STOPPED":
+        report(f"point {point.index} ({state.short_label(point)}) stopped early; last metric {point.final_metric}")
+        return
+    point.early_stopped = False  # a stop that came after the job had ended
     if point.status == "SUCCEEDED":
         result = job_result(client, point.submission_id, point.run_dir)
         if result is not None:
@@ -131,7 +171,7 @@ def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str]
     """Update every point that has not ended, once; True when something changed (then saved)."""
     changed = False
     for point in state.points:
-        if point.ended:
+        if not point.active:
             continue
         info = client.get_job_info(point.submission_id)
         status = status_name(info.status)
@@ -147,8 +187,12 @@ def poll(client, state: SweepState, tail_lines: int = 40, report: Callable[[str]
 
 
 def stop_all(client, state: SweepState, wait_s: float = 15.0) -> None:
-    """Stop every point that has not ended; wait up to `wait_s` for them to end; save."""
-    running = [p for p in state.points if not p.ended and p.submission_id]
+    """Stop every point that has not ended (queued ones are CANCELLED); wait up to `wait_s` for
+    them to end; save."""
+    for point in state.points:
+        if point.status == QUEUED:
+            point.status, point.message = CANCELLED, "the sweep was interrupted before it started"
+    running = [p for p in state.points if p.active]
     for point in running:
         try:
             client.stop_job(point.submission_id)
@@ -165,8 +209,22 @@ def stop_all(client, state: SweepState, wait_s: float = 15.0) -> None:
     state.save()
 
 
-def follow(client, state: SweepState, poll_s: float = 2.0, tail_lines: int = 40, stop_on_interrupt: bool = True) -> None:
-    """Poll until every point has ended, showing the live table; Ctrl-C stops the sweep's jobs.
+def all_ended(state: SweepState) -> bool:
+    return all(p.ended for p in state.points)
+
+
+def follow(
+    client,
+    state: SweepState,
+    poll_s: float = 2.0,
+    tail_lines: int = 40,
+    stop_on_interrupt: bool = True,
+    tick: Callable[[Callable[[str], None]], bool] | None = None,
+    done: Callable[[SweepState], bool] = all_ended,
+) -> None:
+    """Poll until `done(state)` (default: every point has ended), showing the live table and
+    calling `tick(report)` after every poll (True when it changed something); Ctrl-C stops the
+    sweep's jobs.
 
     On a terminal the table updates in place and reports go through rich; otherwise (logs, CI)
     every status change is logged and the final table printed.
@@ -180,9 +238,13 @@ def follow(client, state: SweepState, poll_s: float = 2.0, tail_lines: int = 40,
     try:
         with Live(status_table(state), console=console, auto_refresh=False) as live:
             report = live.console.print if console.is_terminal else log.info
-            while not all(p.ended for p in state.points):
+            while not done(state):
                 time.sleep(poll_s)
-                if poll(client, state, tail_lines, report):
+                changed = poll(client, state, tail_lines, report)
+                if tick is not None:
+                    changed = tick(report) or changed
+                if changed:
+                    state.save()
                     live.update(status_table(state), refresh=True)
         if not console.is_terminal:
             console.print()

@@ -40,12 +40,12 @@ class Head:
         return connect(self.url)
 
 
-def _start_head() -> Head:
+def _start_head(num_cpus: int = HEAD_CPUS) -> Head:
     from rft.jobs.cluster import free_ports, start_head_command, wait_for_job_agent, wait_for_job_server
 
     temp_dir = tempfile.mkdtemp(prefix="rftj-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_ports(None, None)
-    command = start_head_command(gcs_port, dashboard_port, HEAD_CPUS, ["--block", f"--temp-dir={temp_dir}"])
+    command = start_head_command(gcs_port, dashboard_port, num_cpus, ["--block", f"--temp-dir={temp_dir}"])
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 (the head process writes to it for its lifetime)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -1,0 +1,117 @@
+"""Sweeps on a 2-CPU Ray head (`small_head`): points queue until they fit, a point larger than the
+cluster fails at once, every job runs its own configuration, and early stopping stops laggards.
+
+Each tiny RL point asks for 1 CPU (a learner and a rollout worker of 0.5 CPU each, no driver CPU),
+so two run at a time and the others wait in the launcher's queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rft.jobs.sweep import SWEEP_FILE, SweepState
+
+pytestmark = pytest.mark.slow
+
+TINY_POINT = [
+    "stage=rl", "task=counting", "model=tiny_qwen2vl", "trainer.prompts_per_step=2", "algo.num_generations=2",
+    "rollout.max_tokens=16", "data.synth_n_train=8", "data.synth_n_test=4", "learner.num_workers=1",
+    "learner.cpus_per_worker=0.5", "rollout.cpus_per_worker=0.5", "tracking.sinks=[jsonl]", "trainer.progress=false",
+]  # fmt: skip
+# Metrics that depend on what the job computed (not on timing, or on the lr setting itself).
+COMPUTED = ("reward/", "response_length/", "entropy", "grad_norm", "loss", "kl", "rollout/logprob_gap")
+
+
+def _sweep(head, sweep_dir: Path, *args: str) -> list[str]:
+    return [
+        "rft.launch",
+        "-m",
+        "hydra/launcher=ray_jobs",
+        *TINY_POINT,
+        f"cluster.address={head.url}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.launcher.poll_s=1",
+        *args,
+    ]
+
+
+def _computed(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key.startswith(COMPUTED)}
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_four_points_queue_on_a_two_cpu_head_and_each_runs_its_own_config(small_head, job_env, run_rft, tiny_model, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    lrs = ["0.0", "0.001", "0.002", "0.004"]
+    args = ["trainer.max_steps=2", "+reward.weights.length=1.0", "model.dtype=float32", f"algo.lr={','.join(lrs)}"]
+    start = time.monotonic()
+    done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    points = SweepState.load(sweep_dir / SWEEP_FILE).points
+    assert [p.status for p in points] == ["SUCCEEDED"] * 4
+    assert all(p.demand == {"CPU": 1.0} for p in points)
+    assert "2 queued · 2 running" in output  # the live table / log showed the queue
+    client = small_head.client()
+    spans = [(client.get_job_info(p.submission_id).start_time, client.get_job_info(p.submission_id).end_time) for p in points]
+    assert _max_overlap(spans) <= 2  # never more than fit on 2 CPUs
+    metrics = []
+    for point, lr in zip(points, lrs):
+        recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
+        assert str(recorded["algo"]["lr"]) == str(float(lr)) and recorded["reward"]["weights"]["length"] == 1.0
+        assert f"algo.lr={lr}" in yaml.safe_load((Path(point.run_dir) / ".hydra" / "overrides.yaml").read_text())
+        metrics.append(json.dumps(_computed(json.loads((Path(point.run_dir) / "result.json").read_text())["metrics"]), sort_keys=True))
+    assert len(set(metrics)) == 4, metrics  # different learning rates, different runs
+    print(f"4-point sweep on 2 CPUs: {time.monotonic() - start:.0f} s")
+
+
+def test_a_point_larger_than_the_cluster_fails_at_once_with_one_line(small_head, job_env, run_rft, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    before = {job.submission_id for job in small_head.client().list_jobs()}
+    start = time.monotonic()
+    done = run_rft(_sweep(small_head, sweep_dir, "learner.num_workers=3", "learner.cpus_per_worker=1", "trainer.max_steps=1"), job_env, timeout=300)
+    elapsed = time.monotonic() - start
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    point = SweepState.load(sweep_dir / SWEEP_FILE).points[0]
+    assert point.status == "REJECTED" and point.submission_id is None
+    assert point.message.startswith("needs 3.5 CPU") and "the whole cluster has 2 CPU" in point.message
+    assert [line for line in output.splitlines() if "REJECTED: needs 3.5 CPU" in line], output[-3000:]
+    assert "sweep point 0 ended REJECTED" in output
+    assert {job.submission_id for job in small_head.client().list_jobs()} == before  # nothing was submitted
+    assert elapsed < 60, f"{elapsed:.0f} s"  # Hydra's start-up and one look at the cluster
+
+
+def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(small_head, job_env, run_rft, tiny_model, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # length reward 1.0 (about +0.9 on every short completion) vs 0.0: points 1 and 3 are worse
+    args = ["trainer.max_steps=12", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "hydra.launcher.early_stop.rungs=[2,6]"]
+    done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    points = SweepState.load(sweep_dir / SWEEP_FILE).points
+    worse = [p for p in points if "+reward.weights.length=0.0" in p.overrides]
+    better = [p for p in points if p not in worse]
+    assert len(worse) == len(better) == 2
+    for point in worse:
+        assert point.early_stopped and point.status == "STOPPED", point
+        assert point.rungs["2"]["decision"] == "stop" and "6" not in point.rungs
+        assert point.final_metric is not None
+    for point in better:
+        assert point.status == "SUCCEEDED" and not point.early_stopped, point
+        assert point.rungs["2"].get("decision", "continue") == "continue"
+    assert max(p.rungs["2"]["value"] for p in worse) < min(p.rungs["2"]["value"] for p in better)
+    assert output.count("early stop: point") == 2
