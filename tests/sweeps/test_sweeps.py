@@ -17,6 +17,7 @@ SWEEPS = {
     "num_generations": [f"algo.num_generations={g}" for g in (4, 8, 16)],
     "reward_weights": [f"reward.weights.format={w}" for w in ("0.25", "0.5", "1.0")],
 }
+OPTUNA_SWEEPS = ["optuna_lr_beta"]  # studies, not grids: need the `sweeps` extra (hydra-optuna-sweeper)
 
 
 def _launch(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -26,7 +27,7 @@ def _launch(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def test_every_sweep_file_is_listed_here():
-    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == sorted(SWEEPS)
+    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == sorted([*SWEEPS, *OPTUNA_SWEEPS])
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
@@ -51,4 +52,15 @@ def test_sweeps_run_the_rl_stage_on_the_ray_jobs_launcher(name, tmp_path):
     done = _launch(["--config-dir", "sweeps", "--config-name", name, "--cfg", "all"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert re.search(r"^stage:\n  name: rl$", done.stdout, re.M)
+    assert "_target_: hydra_plugins.rft_ray_jobs.ray_jobs_launcher.RayJobsLauncher" in done.stdout
+
+
+@pytest.mark.parametrize("name", OPTUNA_SWEEPS)
+def test_optuna_sweeps_run_tpe_on_the_ray_jobs_launcher(name, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the `sweeps` extra is not installed")
+    done = _launch(["--config-dir", "sweeps", "--config-name", name, "--cfg", "all"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "_target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper" in done.stdout
+    assert "_target_: optuna.samplers.TPESampler" in done.stdout and "direction: maximize" in done.stdout
+    assert "algo.lr: tag(log, interval(1e-6, 1e-3))" in done.stdout
     assert "_target_: hydra_plugins.rft_ray_jobs.ray_jobs_launcher.RayJobsLauncher" in done.stdout

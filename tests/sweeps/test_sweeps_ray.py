@@ -115,3 +115,30 @@ def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(sma
         assert point.rungs["2"].get("decision", "continue") == "continue"
     assert max(p.rungs["2"]["value"] for p in worse) < min(p.rungs["2"]["value"] for p in better)
     assert output.count("early stop: point") == 2
+
+
+def test_a_real_optuna_study_runs_its_trials_as_ray_jobs(small_head, job_env, run_rft, tiny_model, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the `sweeps` extra is not installed")
+    sweep_dir = tmp_path / "study"
+    args = [
+        "rft.launch", "-m", "--config-dir", "sweeps", "--config-name", "optuna_lr_beta", *TINY_POINT, "trainer.max_steps=2",
+        "+reward.weights.length=1.0", "model.dtype=float32", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
+        f"cluster.address={small_head.url}", f"hydra.sweep.dir={sweep_dir}", "hydra.launcher.poll_s=1",
+    ]  # fmt: skip
+    done = run_rft(args, job_env, timeout=1500)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    points = SweepState.load(sweep_dir / SWEEP_FILE).points
+    assert [p.index for p in points] == [0, 1, 2] and all(p.status == "SUCCEEDED" for p in points)  # two batches
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"algo.lr", "algo.beta"}
+    winner = max(points, key=lambda p: p.final_metric)
+    assert best["best_value"] == pytest.approx(winner.final_metric)
+    assert _trial_lr(winner) == pytest.approx(best["best_params"]["algo.lr"])
+    for point in points:  # each trial ran its own sampled values
+        recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
+        assert recorded["algo"]["lr"] == pytest.approx(_trial_lr(point))
+    assert len({_trial_lr(p) for p in points}) == 3
+
+
+def _trial_lr(point) -> float:
+    return float(next(o for o in point.overrides if o.startswith("algo.lr=")).split("=", 1)[1])
