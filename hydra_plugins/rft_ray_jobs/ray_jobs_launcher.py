@@ -271,14 +271,16 @@ class RayJobsLauncher(Launcher):
 
     def _admit(self, client, state, report) -> bool:
         """Submit queued points, in order, while the next one fits in what is free; True when any was."""
-        from rft.jobs.resources import add, fits, short
+        from rft.jobs.resources import ClusterLoad, add, fits, short
         from rft.jobs.sweep import QUEUED, counts
 
         queued = [r for r in state.points if r.status == QUEUED and r.index in self._composed]
         if not queued:
             return False
-        load = self._load(client) if self._cluster is not None else None
-        room = load.free(r.demand for r in state.points if r.active) if load is not None else None
+        room = None
+        if self._cluster is not None:  # a missed report: the last totals, and only this sweep's own use
+            self._cluster = self._load(client) or ClusterLoad(self._cluster.totals, {})
+            room = self._cluster.free(r.demand for r in state.points if r.active)
         admitted = 0
         for record in queued:
             if room is not None and not fits(record.demand, room):
@@ -318,13 +320,16 @@ class RayJobsLauncher(Launcher):
     def _state(self, url: str, points: list[ComposedPoint]):
         """The sweep's state: earlier batches (Optuna launches several) plus these points, queued."""
         from rft.jobs.resources import point_demand
-        from rft.jobs.sweep import SWEEP_FILE, Point, SweepState
+        from rft.jobs.sweep import CANCELLED, QUEUED, SWEEP_FILE, Point, SweepState
 
         assert self.config is not None
         sweep_dir = str(Path(str(self.config.hydra.sweep.dir)).expanduser().resolve())
         new = [Point(p.index, list(filter_overrides(p.overrides)), p.run_dir, demand=point_demand(p.config)) for p in points]
         path = Path(sweep_dir) / SWEEP_FILE
         earlier = SweepState.load(path).points if path.is_file() else []
+        for point in earlier:  # left queued by a launcher that is gone: nobody will submit them
+            if point.status == QUEUED:
+                point.status, point.message = CANCELLED, "the launcher that queued it ended before submitting it"
         indices = {p.index for p in new}
         state = SweepState(sweep_dir, url, [p for p in earlier if p.index not in indices] + new)
         state.save()

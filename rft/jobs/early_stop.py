@@ -99,6 +99,7 @@ class EarlyStopper:
     conf: EarlyStopConf
     names: tuple[str, ...]  # the metric, or the names tried in order (a stage's default target)
     maximize: bool
+    _read_after_end: set[int] = field(default_factory=set)  # ended points whose rungs were read once more
 
     @property
     def label(self) -> str:
@@ -115,11 +116,13 @@ class EarlyStopper:
     def _record(self, state: SweepState) -> bool:
         changed = False
         for point in state.points:
-            if not point.active or point.early_stopped:
+            if point.submission_id is None or point.early_stopped or point.index in self._read_after_end:
                 continue
+            if point.ended:  # one last read: it may have passed rungs since the previous poll
+                self._read_after_end.add(point.index)
             rows = read_rows(point.run_dir)
             last = last_value(rows, self.names)
-            if last is not None and last != point.final_metric:
+            if point.active and last is not None and last != point.final_metric:
                 point.final_metric, changed = last, True  # the latest value; the result replaces it at the end
             for rung in self.conf.rungs:
                 if str(rung) in point.rungs:
