@@ -217,11 +217,13 @@ def collate_rows(
 ) -> MicroBatch:
     """Right-padded model inputs, one row per entry of `rows`: its prompt (`features`, one per
     row) followed by the completions of its samples. `shared_prefix=False` needs one sample per
-    row and gives a plain padding mask. Completion tokens that are image/video placeholders
+    row and gives a plain padding mask; so do rows that each hold one sample anyway (an SFT
+    batch, a group of one), where the segment mask would only cost time. Completion tokens that are image/video placeholders
     (engines never sample them, but a completion from elsewhere might hold one) are fed as
     padding and left out of the loss, or the model would look for image features."""
     if not shared_prefix and any(len(row) != 1 for row in rows):
         raise ValueError("plain rows hold one sample each; several samples in a row need the shared-prefix mask")
+    packed = any(len(row) > 1 for row in rows)
     samples = [s for row in rows for s in row]
     width = max(packed_length(f, row) for f, row in zip(features, rows))
     comp_width = max(1, max(len(s.completion_ids) for s in samples))
@@ -260,7 +262,7 @@ def collate_rows(
             grids.append(feat.image_grid_thw)
     return MicroBatch(
         input_ids=input_ids,
-        attention_mask=shared_prefix_mask(segments) if shared_prefix else (segments >= 0).long(),
+        attention_mask=shared_prefix_mask(segments) if packed else (segments >= 0).long(),
         position_ids=positions,
         mm_token_type_ids=mm,
         pixel_values=torch.cat(pixel_values) if pixel_values else None,
@@ -269,7 +271,7 @@ def collate_rows(
         completion_mask=comp_mask,
         completion_start=starts,
         samples=samples,
-        rows=torch.tensor(sample_rows, dtype=torch.long) if shared_prefix else None,
+        rows=torch.tensor(sample_rows, dtype=torch.long) if packed else None,
         prompt_length=prompt_lengths,
     )
 

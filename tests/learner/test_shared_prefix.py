@@ -7,6 +7,8 @@ ranks) the log-probs and one update are the same with the switch on and off."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -163,6 +165,8 @@ def test_packed_row_positions_restart_after_the_prompt_and_logits_come_from_each
     additive = batch.model_inputs(torch.float32)["attention_mask"]
     low = torch.finfo(torch.float32).min
     assert additive.dtype == torch.float32 and additive[0, 0, 5].tolist() == [0, 0, low, low, low, 0]
+    single = collate_rows([samples[:1], samples[2:]], [_features(2), _features(3)], pad_id=0)
+    assert single.attention_mask.shape == (2, 5) and single.rows is None  # one sample a row: the plain mask
     with pytest.raises(ValueError, match="one sample each"):
         collate_rows([samples[:2]], [_features(2)], pad_id=0, shared_prefix=False)
 
@@ -223,3 +227,70 @@ def test_packed_loss_and_gradients_equal_plain_rows(setup, budget):
     assert any("visual" in name for name in grads_plain)  # the vision tower is trained here, images included
     for name in grads_plain:
         torch.testing.assert_close(grads_packed[name], grads_plain[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+# ---- through the learner group (DeepSpeed, two ranks) --------------------------------------
+
+
+def _learner_run(placement, tiny_model, samples: list[TrainSample], zero_stage: int, shared_prefix: bool):
+    """Log-probs, one update's metrics and the weights after it, from a fresh two-rank group."""
+    import ray
+
+    from rft.learner.group import LearnerGroup
+    from rft.learner.worker import LearnerSettings
+
+    settings = LearnerSettings(
+        model_path=tiny_model,
+        min_pixels=MIN_PIXELS,
+        max_pixels=MAX_PIXELS,
+        zero_stage=zero_stage,
+        dtype="float32",
+        attn_implementation="sdpa",
+        gradient_checkpointing=None,
+        freeze_vision=False,
+        lr=1e-5,
+        weight_decay=0.0,
+        lr_scheduler="constant",
+        warmup_steps=0,
+        total_steps=1,
+        max_grad_norm=1.0,
+        micro_batch_tokens=60,  # groups cut into chunks; the ranks get different micro-batch counts
+        need_reference=False,
+        backend="auto",
+        seed=0,
+        shared_prefix=shared_prefix,
+    )
+    learner = LearnerGroup(settings, 2, placement([{"CPU": 1}] * 2), [0, 1], cpus=1, gpus=0)
+    try:
+        logprobs = learner.logprobs(samples, "policy")
+        before = ray.get([w.full_state_dict.remote() for w in learner.workers])[0]
+        for sample, old in zip(samples, logprobs):
+            sample.old_logprobs = old
+        metrics = learner.train_rl(samples, dataclasses.replace(LOSS, beta=0.0))  # no reference model here
+        after = ray.get([w.full_state_dict.remote() for w in learner.workers])[0]
+    finally:
+        learner.shutdown()
+    return logprobs, metrics, before, after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_learner_group_gives_the_same_log_probs_and_update_with_and_without_shared_prefix(zero_stage, placement, tiny_model, assets):
+    """8 samples over two ranks: group b is split between them, rank 0 runs more micro-batches
+    than rank 1 (zero-weight padding), groups are cut into chunks."""
+    _, samples = assets
+    runs = {}
+    for shared in (True, False):
+        copies = [TrainSample(s.prompt, list(s.completion_ids), s.advantage, ref_logprobs=s.ref_logprobs) for s in samples]
+        runs[shared] = _learner_run(placement, tiny_model, copies, zero_stage, shared)
+    (logp_on, m_on, before, after_on), (logp_off, m_off, _, after_off) = runs[True], runs[False]
+    for a, b in zip(logp_off, logp_on, strict=True):
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=0, atol=1e-5)
+    assert m_on["skipped_update"] == m_off["skipped_update"] == 0.0
+    assert m_on["loss"] == pytest.approx(m_off["loss"], abs=1e-5)
+    assert m_on["grad_norm"] == pytest.approx(m_off["grad_norm"], rel=1e-4)
+    assert m_on["tokens"] == m_off["tokens"] == sum(len(s.completion_ids) for s in samples)
+    moved = max(float((after_off[name] - before[name]).abs().max()) for name in before)
+    assert moved > 5e-6  # the update happened (lr 1e-5, Adam's first step moves weights by about lr)
+    for name in before:
+        torch.testing.assert_close(after_on[name], after_off[name], rtol=0, atol=1e-6, msg=name)
