@@ -6,8 +6,8 @@ the same function `start_workers` uses). SFT stages start the learners and, for 
 rollout workers one after the other, so their peak is the larger of the two; RL stages hold both.
 
 The cluster's totals and current use come from the dashboard (`GET /api/cluster_status`, the
-autoscaler monitor's load report: `usage = {resource: [used, total]}`), refreshed every few seconds
-by Ray. A launcher that has just submitted jobs knows more than that report: their placement
+autoscaler monitor's load report `data.clusterStatus.loadMetricsReport.usage = {resource: [used,
+total]}`, keys camel-cased by the dashboard), refreshed every few seconds by Ray. A launcher that has just submitted jobs knows more than that report: their placement
 groups are not reserved yet. `free()` therefore takes, per resource, the larger of what the
 cluster reports in use and what the launcher's own unfinished jobs asked for.
 """
@@ -25,7 +25,7 @@ log = logging.getLogger("rft.jobs")
 Resources = dict[str, float]
 SFT_STAGES = ("ans_sft", "cot_sft")
 # Resources a run's demand never names: memory is not reserved by rft's bundles.
-IGNORED = ("memory", "object_store_memory")
+IGNORED = ("memory", "object_store_memory", "objectStoreMemory")
 EPS = 1e-9
 
 
@@ -112,11 +112,13 @@ class ClusterLoad:
 def parse_cluster_status(payload: Mapping) -> ClusterLoad | None:
     """A ClusterLoad from the dashboard's `/api/cluster_status` answer; None when it has no load
     report (the monitor has not written one yet, or an autoscaler that does not write it)."""
-    status = ((payload or {}).get("data") or {}).get("cluster_status") or {}
-    usage = (status.get("load_metrics_report") or {}).get("usage") or {}
+    data = (payload or {}).get("data") or {}
+    status = data.get("clusterStatus") or data.get("cluster_status") or {}  # the dashboard camel-cases keys
+    report = status.get("loadMetricsReport") or status.get("load_metrics_report") or {}
+    usage = report.get("usage") or {}
     if not usage:
         return None
-    totals = {key: float(pair[1]) for key, pair in usage.items() if key not in IGNORED and not key.startswith("node:")}
+    totals = {key: float(pair[1]) for key, pair in usage.items() if key not in IGNORED and not key.startswith(("node:", "objectStore"))}
     used = {key: float(pair[0]) for key, pair in usage.items() if key in totals}
     return ClusterLoad(totals, used) if totals else None
 

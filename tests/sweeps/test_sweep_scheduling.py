@@ -49,7 +49,8 @@ def test_free_takes_the_larger_of_reported_use_and_this_sweeps_own_unfinished_jo
 
 
 def test_the_dashboards_load_report_is_read():
-    payload = {"data": {"cluster_status": {"load_metrics_report": {"usage": {"CPU": [1.0, 2.0], "memory": [0, 9e9], "node:127.0.0.1": [0, 1]}}}}}
+    usage = {"CPU": [1.0, 2.0], "memory": [0, 9e9], "objectStoreMemory": [0, 1e9], "node:127.0.0.1": [0, 1]}
+    payload = {"result": True, "data": {"clusterStatus": {"loadMetricsReport": {"usage": usage}}}}  # as Ray 2.60's dashboard answers
     load = parse_cluster_status(payload)
     assert load is not None and load.totals == {"CPU": 2.0} and load.used == {"CPU": 1.0}
     assert parse_cluster_status({"data": {"cluster_status": None}}) is None
