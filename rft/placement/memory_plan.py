@@ -18,7 +18,8 @@ default; W ranks; ZeRO stage Z, 0 when W = 1 as `rft.learner.worker` runs it):
   under ZeRO-3, which also holds the gathered working set (largest tensor + prefetch bucket);
 - gradients 4T (4T/W from ZeRO-2) plus DeepSpeed's reduce bucket (ZeRO-2/3);
 - Adam moments 8T (8T/W from ZeRO-1; no extra master copy: the weights are already fp32);
-- the autocast cache: bf16 copies of the trainable weights, alive for a forward, 2T;
+- the autocast cache: bf16 copies of the trainable weights, alive for a forward, 2T (with LoRA
+  also the frozen language layers' casts that autograd saves, `autocast_copy_bytes`);
 - the reference model (RL with algo.beta > 0): fp32, 4P, or 4P/W under ZeRO-3;
 - activations of one micro-batch of `learner.micro_batch_tokens` (at least one sequence):
   per token and layer ~(42 h + 8 I + 8 kv) bytes under bf16 autocast (fp32 residual stream and
@@ -57,6 +58,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from rft.config import DEFAULT_MAX_MODEL_LEN
 from rft.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,12 @@ class ModelShape:
     def kv_bytes_per_token(self) -> int:
         """bf16 K and V of every layer for one token (vLLM's and HF's cache)."""
         return 2 * 2 * self.layers * self.kv_width
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one language-model decoder layer."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_width
+        return (h * h + h) + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h
 
     def lora_params(self, rank: int) -> int:
         """Adapter parameters of rank `rank` on the language model's LORA_TARGETS linears."""
@@ -275,7 +283,7 @@ class Setup:
             rollout_gpus=float(cfg.rollout.gpus_per_worker),
             gpu_memory_utilization=float(cfg.rollout.gpu_memory_utilization),
             kv_cache_gb=float(cfg.rollout.kv_cache_gb),
-            max_model_len=int(cfg.rollout.max_model_len),
+            max_model_len=int(cfg.rollout.max_model_len or DEFAULT_MAX_MODEL_LEN),  # null: the engine's default
             max_tokens=int(cfg.rollout.max_tokens),
             max_pixels=int(cfg.model.max_pixels),
             concurrent_sequences=math.ceil(cfg.trainer.prompts_per_step * cfg.algo.num_generations / max(1, cfg.rollout.num_workers)),
@@ -389,13 +397,23 @@ def learner_memory(shape: ModelShape, setup: Setup, on_gpu: bool) -> dict[str, i
         terms["zero buckets"] = 4 * min(t, ZERO_REDUCE_BUCKET_ELEMS)
     terms["optimizer"] = 8 * t // w if z >= 1 else 8 * t
     if setup.bf16:
-        terms["autocast copies"] = 2 * t
+        terms["autocast copies"] = autocast_copy_bytes(shape, setup, t)
     if setup.rl and setup.beta > 0 and not lora:  # LoRA: the reference is the base, adapters off
         terms["reference"] = 4 * p // w if z == 3 else 4 * p
     terms["activations"] = activation_bytes(shape, setup)
     terms["logits"] = logit_bytes(shape, setup)
     terms["runtime"] = GPU_OVERHEAD["learner"] if on_gpu else CPU_BASELINE["learner"]
     return terms
+
+
+def autocast_copy_bytes(shape: ModelShape, setup: Setup, trainable: int) -> int:
+    """bf16 casts of fp32 weights alive at the end of a forward: the trainable ones (autocast
+    caches them), and with LoRA the frozen base's language layers too, which autograd saves for
+    the input gradient (one layer at a time under gradient checkpointing)."""
+    if not setup.lora_rank:
+        return 2 * trainable
+    base = shape.layer_params if checkpointing_on(shape, setup) else shape.layer_params * shape.layers
+    return 2 * (trainable + base)
 
 
 def activation_bytes(shape: ModelShape, setup: Setup) -> int:

@@ -276,3 +276,17 @@ def test_a_fresh_tiny_rl_run_is_within_tolerance(tmp_path):
     assert predicted["learner"] == pytest.approx(peaks["LearnerWorker"], rel=TOLERANCE)
     assert predicted["vllm"] == pytest.approx(peaks["RolloutWorker"], rel=TOLERANCE)
     assert predicted["driver"] / 2 <= peaks["driver+ray"] <= 2 * predicted["driver"]
+
+
+def test_lora_drops_gradients_optimizer_and_reference_but_keeps_the_base():
+    shape = _shape("qwen2vl_2b")
+    setup = mp.Setup.of(compose(["stage=rl", "model=qwen2vl_2b"]), on_gpu=False)
+    lora = mp.replace(setup, lora_rank=8)
+    t = mp.trainable_params(shape, lora)
+    assert t == shape.lora_params(8) and 5e6 < t < 2e7
+    terms = mp.learner_memory(shape, lora, on_gpu=False)
+    assert "reference" not in terms and terms["optimizer"] == 8 * t
+    assert terms["weights"] == 4 * shape.params + 4 * t
+    one_layer = mp.autocast_copy_bytes(shape, lora, t)
+    all_layers = mp.autocast_copy_bytes(shape, mp.replace(lora, checkpointing=False), t)
+    assert one_layer == 2 * (t + shape.layer_params) and all_layers == 2 * (t + shape.layer_params * shape.layers)
