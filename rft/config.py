@@ -268,6 +268,9 @@ class TrainerConfig:
     # 0: generate, then update (on-policy). 1: the rollout actors generate the next batch with the
     # weights one version behind while the learners update (rft.trainer.rl explains the loss side).
     off_policy_steps: int = 0
+    # Same seed, same run (rft.placement.determinism; README "Determinism"). null: on for runs on
+    # CPUs only, where it costs little; off with GPUs.
+    deterministic: bool | None = None
     optimized_metric: str | None = None
     optimized_direction: Direction | None = None
 

@@ -25,7 +25,16 @@ def shard_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
 
 
 class LearnerGroup:
-    def __init__(self, settings: LearnerSettings, num_workers: int, placement_group, bundle_indices: list[int], cpus: float, gpus: float):
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        num_workers: int,
+        placement_group,
+        bundle_indices: list[int],
+        cpus: float,
+        gpus: float,
+        env_vars: dict[str, str] | None = None,
+    ):
         actor_cls = ray.remote(LearnerWorker)
         self.world_size = num_workers
         self.workers = [
@@ -33,7 +42,7 @@ class LearnerGroup:
                 num_cpus=cpus,
                 num_gpus=gpus,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=bundle_indices[rank]),
-                runtime_env={"env_vars": {"DS_ACCELERATOR": "cuda" if gpus > 0 else "cpu"}},
+                runtime_env={"env_vars": {"DS_ACCELERATOR": "cuda" if gpus > 0 else "cpu", **(env_vars or {})}},
             ).remote(rank, num_workers, settings)
             for rank in range(num_workers)
         ]

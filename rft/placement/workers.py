@@ -6,6 +6,8 @@ learners' bundles (on GPU, vLLM then sleeps during updates and wakes for generat
 With `trainer.off_policy_steps=1` the rollout workers generate while the learners update; on
 CPUs, not colocated, on a local Ray with enough cores, each learner rank and rollout worker is
 pinned to cores of its own (`disjoint_cores`) so the two do not contend for them.
+
+`trainer.deterministic` gives every actor the settings of `rft.placement.determinism`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ray.util.placement_group import remove_placement_group
 from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
+from rft.placement.determinism import actor_env, is_deterministic, make_actors_deterministic, rollout_env
 from rft.rollout.group import RolloutGroup
 from rft.rollout.worker import EngineSettings, pin_process
 from rft.weights.modes import WeightSync, vllm_backend
@@ -149,14 +152,25 @@ def start_workers(
 ) -> Workers:
     bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None)
     learner_cores, rollout_cores = disjoint_cores(cfg, learner is not None, engine is not None)
+    deterministic = is_deterministic(cfg)
     owns_ray = connect(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus or local_cpus_needed(bundles))
     group = reserve(bundles, cfg.cluster.placement_timeout_s)
     try:
         learners = (
-            LearnerGroup(learner, cfg.learner.num_workers, group, learner_idx, cfg.learner.cpus_per_worker, cfg.learner.gpus_per_worker)
+            LearnerGroup(
+                learner,
+                cfg.learner.num_workers,
+                group,
+                learner_idx,
+                cfg.learner.cpus_per_worker,
+                cfg.learner.gpus_per_worker,
+                env_vars=actor_env(deterministic, on_gpu=bool(cfg.learner.gpus_per_worker)),
+            )
             if learner is not None
             else None
         )
+        if learners is not None and deterministic:
+            make_actors_deterministic(learners.workers)
         rollout = (
             RolloutGroup(
                 engine,
@@ -170,6 +184,7 @@ def start_workers(
                 reward_workers=cfg.reward.num_workers,
                 max_restarts=cfg.rollout.max_restarts,
                 cpu_cores=rollout_cores,
+                env_vars=rollout_env(deterministic, on_gpu=bool(cfg.rollout.gpus_per_worker)),
             )
             if engine is not None
             else None

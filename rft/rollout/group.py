@@ -65,6 +65,7 @@ class RolloutGroup:
         reward_workers: int = 0,
         max_restarts: int = 2,
         cpu_cores: list[list[int]] | None = None,
+        env_vars: dict[str, str] | None = None,
     ):
         actor_cls = ray.remote(RolloutWorker)
         # vLLM logs each engine start and weight reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back.
@@ -73,6 +74,7 @@ class RolloutGroup:
             "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
             "PYTHONWARNINGS": engine_python_warnings(),
             **{key: os.environ.get(key, value) for key, value in IDLE_THREAD_ENV.items()},
+            **(env_vars or {}),  # e.g. `rft.placement.determinism.rollout_env`
         }
         self.workers = [
             actor_cls.options(

@@ -38,6 +38,18 @@ def _sampled_logprobs(output) -> list[float]:
     return [step[token].logprob for token, step in zip(output.token_ids, output.logprobs)]
 
 
+# Notices an engine in this process logs on every step, with nothing a user can act on: the CPU
+# worker's "torch.set_num_threads is skipped after thread binding" (vLLM's own prompt renderer
+# calls it) and the reload's "failed to load weights" for layers that have none. vLLM's logging
+# set-up resets levels set before the engine starts, hence after it.
+IN_PROCESS_NOISE = ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise")
+
+
+def _quiet_in_process_engine() -> None:
+    for name in IN_PROCESS_NOISE:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 class VLLMEngine:
     """A vLLM `LLM` with the model's pixel budget; one per rollout actor."""
 
@@ -78,10 +90,18 @@ class VLLMEngine:
         )
         # Per-request seeds make sampling reproducible request by request, but on CPU vLLM 0.32
         # crashes when it rewinds a seeded request's generator after a split prefill ("CPU
-        # Generator does not use offset"); there the engine-wide `seed` alone is used.
+        # Generator does not use offset"); there the engine-wide `seed` alone is used, and an
+        # engine running in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0, what
+        # `trainer.deterministic` sets on CPUs) samples with this process's generator, which
+        # `generate` reseeds from each call's seed: the same call then samples the same tokens,
+        # whatever was generated before it (a resumed run too).
         import torch
+        import vllm.envs
 
         self.per_request_seeds = torch.cuda.is_available()
+        self.reseeds_here = not self.per_request_seeds and not vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING
+        if not vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING:
+            _quiet_in_process_engine()
         self.banned = {token: -100.0 for token in vision_token_ids(self.llm.get_tokenizer())}
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings) -> list[Completion]:
@@ -97,6 +117,10 @@ class VLLMEngine:
             logprobs=0,
             logit_bias=self.banned,
         )
+        if self.reseeds_here and sampling.seed is not None:
+            import torch
+
+            torch.manual_seed(sampling.seed)
         outputs = self.llm.generate([_vllm_input(item) for item in items], params, use_tqdm=False)
         completions = []
         for item, request in zip(items, outputs):

@@ -3,11 +3,19 @@
 A checkpoint is written into `step_<N>.tmp/` and renamed once complete, so an interrupted save
 never leaves a folder that looks finished. `latest()` ignores temporary folders; `prune()` keeps
 the newest `keep_last`. The trainer state (step, data position, RNG states) is JSON, not pickle.
+
+Resuming from a checkpoint gives the run the uninterrupted one would have been (bitwise on CPU,
+tests/trainer/test_determinism.py): DeepSpeed restores weights, optimizer and LR schedule; the
+trainer state restores the data order (the sampler's epoch and position) and the Python, NumPy
+and torch RNG states of the controller and of every learner rank (`rng_state`, also CUDA's where
+there is one: dropout continues its stream). Sampling needs no state: each step's vLLM seed is a
+function of `trainer.seed` and the step (`rft.trainer.rl`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -17,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -66,19 +75,46 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as JSON-friendly values."""
+def rng_state(_actor: Any = None) -> dict[str, Any]:
+    """Python, NumPy and torch (and CUDA) RNG states of this process as JSON-friendly values.
+    `_actor`: so that `actor.__ray_call__.remote(rng_state)` reads a Ray actor's."""
     np_state = np.random.get_state()
-    return {
+    state = {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
         "torch": torch.get_rng_state().tolist(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], _actor: Any = None) -> None:
     version, inner, gauss = state["python"]
     random.setstate((version, tuple(inner), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _set_actor_rng_state(_actor: Any, state: dict[str, Any]) -> None:
+    set_rng_state(state)
+
+
+def actors_rng_states(actors: list[Any]) -> list[dict[str, Any]]:
+    """`rng_state` of each Ray actor in `actors` (e.g. the learner ranks)."""
+    import ray
+
+    return ray.get([actor.__ray_call__.remote(rng_state) for actor in actors])
+
+
+def set_actors_rng_states(actors: list[Any], states: list[dict[str, Any]]) -> None:
+    """Each actor's RNG states back; left as they are (seeded) when the number of actors changed."""
+    import ray
+
+    if len(states) != len(actors):
+        log.warning("the checkpoint holds RNG states of %d learner ranks, this run has %d: their RNGs start from the seed", len(states), len(actors))
+        return
+    ray.get([actor.__ray_call__.remote(_set_actor_rng_state, state) for actor, state in zip(actors, states)])

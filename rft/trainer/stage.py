@@ -144,12 +144,15 @@ class LearnerStage:
         return ckpt.latest(self.run_dir) if str(self.cfg.trainer.resume) == "auto" else None
 
     def _restore(self, checkpoint: Path) -> None:
-        """Learner state, step, data position and RNG states from `checkpoint`."""
+        """Learner state, step, data position and RNG states (controller and learner ranks) from
+        `checkpoint`: a resumed run continues as the uninterrupted one would have."""
         state = ckpt.read_state(checkpoint)
         self.workers.learners.load(str(checkpoint))
         self.step = int(state["step"])
         self.sampler.restore(state["sampler"])
         ckpt.set_rng_state(state["rng"])
+        if "learner_rng" in state:  # absent from checkpoints written before it was saved
+            ckpt.set_actors_rng_states(self.workers.learners.workers, state["learner_rng"])
         self.resumed = True
 
     def tracker_resume_step(self) -> int:
@@ -161,7 +164,14 @@ class LearnerStage:
     def save_checkpoint(self) -> Path:
         staging = ckpt.staging_dir(self.run_dir, self.step)
         self.workers.learners.save(str(staging))
-        state = {"step": self.step, "sampler": self.sampler.state(), "rng": ckpt.rng_state(), "stage": self.name, "model_path": self.model_path}
+        state = {
+            "step": self.step,
+            "sampler": self.sampler.state(),
+            "rng": ckpt.rng_state(),
+            "learner_rng": ckpt.actors_rng_states(self.workers.learners.workers),
+            "stage": self.name,
+            "model_path": self.model_path,
+        }
         return ckpt.finalize(self.run_dir, self.step, state, self.cfg.trainer.keep_last)
 
     def save(self) -> Path:
