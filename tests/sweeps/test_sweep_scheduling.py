@@ -122,3 +122,12 @@ def test_sweep_json_round_trips_the_new_fields(tmp_path, field):
     state = SweepState(str(tmp_path), "h", [Point(0, [], "r", demand={"CPU": 1.0}, rungs={"2": {"value": 1.0}}, early_stopped=True)])
     state.save()
     assert getattr(SweepState.load(state.path).points[0], field) == getattr(state.points[0], field)
+
+
+def test_a_placement_timeout_says_whether_the_cluster_is_too_small_or_busy():
+    from rft.placement.cluster import _unplaced_message
+
+    too_small = _unplaced_message([{"CPU": 1.0}] * 3, 60, {"CPU": 2.0, "memory": 1e9}, {"CPU": 2.0})
+    assert "need {'CPU': 3.0} but the whole cluster has {'CPU': 2.0}" in too_small and "add nodes" in too_small
+    busy = _unplaced_message([{"CPU": 1.0}] * 2, 60, {"CPU": 2.0}, {"CPU": 0.0})
+    assert "only {'CPU': 0.0} free" in busy and "raise cluster.placement_timeout_s" in busy and "add nodes" not in busy
