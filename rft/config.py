@@ -26,7 +26,12 @@ their config sections by one constructor each and have no defaults of their own.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -227,7 +232,9 @@ class RolloutConfig:
     temperature: float = 0.9
     top_p: float = 0.9
     top_k: int = 50
-    max_model_len: int = 4096
+    # null: DEFAULT_MAX_MODEL_LEN, or the model's own position limit (config.json
+    # max_position_embeddings) when that is lower; a setting beyond the limit is refused
+    max_model_len: int | None = None
     enforce_eager: bool = True
     kv_cache_gb: int = 1  # vLLM CPU: VLLM_CPU_KVCACHE_SPACE
     gpu_memory_utilization: float = 0.4
@@ -277,7 +284,9 @@ class TrainerConfig:
 
 @dataclass
 class ClusterConfig:
-    address: str | None = None  # null: start a local Ray; "auto" or host:port to attach
+    # null: start a local Ray (loopback only, token auth); "auto" or host:port (a GCS) to attach.
+    # A job server's http:// address is for `python -m rft.jobs submit` and sweeps (ray_jobs).
+    address: str | None = None
     colocate: bool = False
     num_cpus: int | None = None
     placement_timeout_s: float = 60.0
@@ -345,6 +354,143 @@ def register_schemas() -> None:
 register_schemas()
 
 VALID_ZERO_STAGES = (2, 3)
+DEFAULT_MAX_MODEL_LEN = 4096
+INT_MAX = 2**31 - 1  # no count, size or seed of a run is larger
+FLOAT_MAX = 1e6  # no rate, weight, cap or timeout of a run is larger
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric key accepts: `low` to `high`, each end open or closed."""
+
+    low: float
+    high: float | None = None  # None: INT_MAX or FLOAT_MAX, by the key's type
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float, high: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < high if self.high_open else value <= high
+        return math.isfinite(value) and above and below
+
+    def describe(self, high: float) -> str:
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{_number(self.low)}, {_number(high)}{right}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+POSITIVE = Bound(0, low_open=True)
+AT_LEAST_0 = Bound(0)
+AT_LEAST_1 = Bound(1)
+FRACTION = Bound(0, 1)
+PROBABILITY = Bound(0, 1, low_open=True)
+
+# Every int and float key of the schema, with the values it accepts (null, where the schema
+# allows it, is always accepted). tests/test_bad_values.py fails for a numeric key missing here.
+BOUNDS: dict[str, Bound] = {
+    "data.max_bad_fraction": FRACTION,
+    "data.synth_n_train": AT_LEAST_1,
+    "data.synth_n_test": AT_LEAST_1,
+    "data.synth_seed": AT_LEAST_0,
+    "data.synth_image_size": Bound(28),  # one 14-pixel patch, merged 2x2
+    "data.limit_train": AT_LEAST_1,
+    "model.min_pixels": AT_LEAST_1,
+    "model.max_pixels": AT_LEAST_1,
+    "stage.sft_samples": AT_LEAST_1,
+    "sft.lr": FRACTION,  # 0: a stage that does not move the weights (bench recipes use it)
+    "sft.warmup_steps": AT_LEAST_0,
+    "sft.weight_decay": AT_LEAST_0,
+    "sft.batch_size": AT_LEAST_1,
+    "sft.epochs": AT_LEAST_1,
+    "sft.max_steps": AT_LEAST_1,
+    "sft.eval_fraction": Bound(0, 1, high_open=True),
+    "sft.max_grad_norm": POSITIVE,
+    "reward.num_workers": AT_LEAST_0,
+    "algo.num_generations": Bound(2),
+    "algo.lr": Bound(0, 1, low_open=True),
+    "algo.warmup_steps": AT_LEAST_0,
+    "algo.weight_decay": AT_LEAST_0,
+    "algo.beta": AT_LEAST_0,
+    "algo.clip_eps_low": FRACTION,
+    "algo.clip_eps_high": AT_LEAST_0,
+    "algo.max_refill_rounds": AT_LEAST_0,
+    "algo.ppo_epochs": AT_LEAST_1,
+    "algo.entropy_coef": AT_LEAST_0,
+    "algo.tis_cap": AT_LEAST_0,
+    "algo.max_grad_norm": POSITIVE,
+    "rollout.num_workers": AT_LEAST_1,
+    "rollout.max_tokens": AT_LEAST_1,
+    "rollout.temperature": AT_LEAST_0,
+    "rollout.top_p": PROBABILITY,
+    "rollout.top_k": AT_LEAST_0,  # 0: no top-k cut
+    "rollout.max_model_len": AT_LEAST_1,
+    "rollout.kv_cache_gb": AT_LEAST_1,
+    "rollout.gpu_memory_utilization": PROBABILITY,
+    "rollout.cpus_per_worker": AT_LEAST_0,
+    "rollout.gpus_per_worker": AT_LEAST_0,
+    "rollout.max_restarts": AT_LEAST_0,
+    "learner.num_workers": AT_LEAST_1,
+    "learner.zero_stage": Bound(2, 3),
+    "learner.micro_batch_tokens": AT_LEAST_1,
+    "learner.cpus_per_worker": AT_LEAST_0,
+    "learner.gpus_per_worker": AT_LEAST_0,
+    "learner.max_bad_updates": AT_LEAST_0,
+    "trainer.max_steps": AT_LEAST_1,
+    "trainer.seed": AT_LEAST_0,
+    "trainer.save_every": AT_LEAST_1,
+    "trainer.keep_last": AT_LEAST_1,
+    "trainer.prompts_per_step": AT_LEAST_1,
+    "trainer.eval_every": AT_LEAST_0,  # 0: no evaluation during training
+    "trainer.log_every": AT_LEAST_1,
+    "trainer.off_policy_steps": Bound(0, 1),
+    "cluster.num_cpus": AT_LEAST_1,
+    "cluster.placement_timeout_s": POSITIVE,
+    "cluster.job_cpus": AT_LEAST_0,
+    "cluster.job_gpus": AT_LEAST_0,
+    "eval.temperature": AT_LEAST_0,
+    "eval.top_p": PROBABILITY,
+    "eval.top_k": AT_LEAST_0,
+    "eval.max_tokens": AT_LEAST_1,
+    "eval.batch_size": AT_LEAST_1,
+    "eval.limit": AT_LEAST_1,
+}
+
+
+def numeric_keys(schema: type | None = None, prefix: str = "") -> dict[str, type]:
+    """Every int or float key of the schema (`RFTConfig` by default) and its type, by full key."""
+    keys: dict[str, type] = {}
+    for name, kind in schema_fields(schema or RFTConfig).items():
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(kind):
+            keys.update(numeric_keys(kind, f"{key}."))
+        elif kind in (int, float):
+            keys[key] = kind
+    return keys
+
+
+def schema_fields(schema: type) -> dict[str, Any]:
+    """A schema dataclass's fields and their types, `X | None` read as `X`."""
+    hints = typing.get_type_hints(schema)
+    plain = {}
+    for item in dataclasses.fields(schema):
+        kind = hints[item.name]
+        if isinstance(kind, types.UnionType):
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        plain[item.name] = kind
+    return plain
+
+
+def _check_bounds(cfg: DictConfig) -> None:
+    for key, kind in numeric_keys().items():
+        value = OmegaConf.select(cfg, key)
+        if value is None or isinstance(value, bool):
+            continue
+        bound = BOUNDS.get(key, AT_LEAST_0)
+        high = bound.high if bound.high is not None else (INT_MAX if kind is int else FLOAT_MAX)
+        _require(bound.admits(value, high), key, f"must be {bound.describe(high)}, got {value}")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -366,6 +512,7 @@ def validate(cfg: DictConfig) -> None:
     from rft.tasks import TASK_NAMES
 
     _reject_targets(cfg)
+    _check_bounds(cfg)
     _require(cfg.task.name in TASK_NAMES, "task.name", f"unknown task {cfg.task.name!r}; valid: {', '.join(TASK_NAMES)}")
     for name in cfg.reward.weights:
         _require(name in REWARD_NAMES, f"reward.weights.{name}", f"unknown reward; valid: {', '.join(REWARD_NAMES)}")
@@ -398,6 +545,107 @@ def validate(cfg: DictConfig) -> None:
     )
     _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
     validate_mode(cfg)
+
+
+def compose_checked(overrides: Sequence[str]) -> DictConfig:
+    """The run configuration for command-line `overrides`, composed by Hydra as `rft.launch`
+    composes it, every value resolved, and validated; a bad value is one ConfigError naming it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rft.paths import CONF_DIR
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="launch"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise config_error(err) from None
+    validate(cfg)
+    return cfg
+
+
+def plain_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides of a sweep that set one value (`a=1`), without the swept ones (`a=1,2`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise config_error(err) from None
+    return [override.input_line for override in parsed if not override.is_sweep_override()]
+
+
+def config_error(err: BaseException) -> ConfigError:
+    """A Hydra or OmegaConf composition error as one ConfigError line, led by the key it names."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause: BaseException | None = err
+    while cause is not None and not (isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None)):
+        cause = cause.__cause__
+    if cause is None:
+        return ConfigError(_one_line(str(err)))
+    return ConfigError(f"{cause.full_key}: {_one_line(getattr(cause, 'msg', None) or str(cause))}")
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message on one line, without OmegaConf's `full_key:`/`object_type=` details."""
+    details = ("full_key:", "reference_type=", "object_type=")
+    message = message.split("Config search path:")[0]  # Hydra's list of where it looked
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(details)]
+    return "; ".join(lines).replace(":; ", ": ")
+
+
+def check_model_limits(cfg: DictConfig) -> None:
+    """Checks against the model itself (its folder resolved, built or fetched as the run would)."""
+    if cfg.rollout.max_model_len is None:
+        return
+    from rft.models.loading import resolve_model_path
+
+    rollout_max_model_len(cfg.rollout.max_model_len, str(resolve_model_path(cfg.model.path)))
+
+
+def check_launch_address(cfg: DictConfig) -> None:
+    """`rft.launch` runs a job itself: it attaches to a cluster's GCS (`auto`, `host:port`), not to
+    the job server's HTTP address, which takes jobs (`python -m rft.jobs submit`, ray_jobs sweeps)."""
+    address = cfg.cluster.address
+    _require(
+        not (address and str(address).startswith(("http://", "https://"))),
+        "cluster.address",
+        f"{address} is a Ray job server: submit the run there with `python -m rft.jobs submit --address {address} -- <overrides>` "
+        "(or sweep with -m hydra/launcher=ray_jobs); rft.launch takes null (a local Ray), auto or <head>:6379",
+    )
+
+
+def model_position_limit(model_path: str) -> int | None:
+    """The model's `max_position_embeddings` (top level or `text_config`), None when unknown."""
+    import json
+
+    file = os.path.join(model_path, "config.json") if model_path else ""
+    if not file or not os.path.isfile(file):
+        return None
+    with open(file) as handle:
+        config = json.load(handle)
+    for section in (config, config.get("text_config") or {}):
+        if isinstance(section.get("max_position_embeddings"), int):
+            return section["max_position_embeddings"]
+    return None
+
+
+def rollout_max_model_len(requested: int | None, model_path: str) -> int:
+    """`rollout.max_model_len` for a model: the setting, else DEFAULT_MAX_MODEL_LEN capped at the
+    model's position limit; ConfigError when the setting is beyond that limit."""
+    limit = model_position_limit(model_path)
+    if requested is None:
+        return min(DEFAULT_MAX_MODEL_LEN, limit or DEFAULT_MAX_MODEL_LEN)
+    _require(
+        limit is None or requested <= limit,
+        "rollout.max_model_len",
+        f"{requested} is beyond the model's position limit, {limit} (max_position_embeddings in {model_path}/config.json); lower it or leave it null",
+    )
+    return requested
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import ray
 from omegaconf import DictConfig
 from ray.util.placement_group import remove_placement_group
 
+from rft.config import rollout_max_model_len
 from rft.learner.group import LearnerGroup
 from rft.learner.worker import LearnerSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
@@ -42,7 +43,7 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: We
         model_path=model_path,
         min_pixels=cfg.model.min_pixels,
         max_pixels=cfg.model.max_pixels,
-        max_model_len=cfg.rollout.max_model_len,
+        max_model_len=rollout_max_model_len(cfg.rollout.max_model_len, model_path),
         dtype=cfg.model.dtype,
         seed=seed,
         enforce_eager=cfg.rollout.enforce_eager,
