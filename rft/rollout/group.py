@@ -15,6 +15,7 @@ the weight version each completion reports is the one it was generated with.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -100,7 +101,8 @@ class RolloutGroup:
         slices = _split(items, len(self.workers))
         started_at = time.time()
         refs = [self.workers[i].generate.remote(part, sampling, with_rewards) if part else None for i, part in enumerate(slices)]
-        return PendingGeneration(self, slices, refs, sampling, with_rewards, started_at)
+        # a copy: the caller may change its settings (the seed) before a crashed slice is redone
+        return PendingGeneration(self, slices, refs, copy.copy(sampling), with_rewards, started_at)
 
     def _generate_slice(self, index: int, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool, started=None):
         """One worker's share (`started`: the ObjectRef of a call already made); redone if the
