@@ -13,7 +13,6 @@ STAMP := $(VENV)/.rft-installed
 export RFT_CACHE ?= $(CURDIR)/.cache
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export DS_ACCELERATOR ?= cpu
-export RAY_AUTH_MODE ?= disabled
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 

@@ -16,7 +16,6 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RFT_CACHE", str(REPO / ".cache"))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,11 +30,14 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray for the whole session (trainers attach to it instead of starting their own)."""
+    """One local Ray for the whole session (trainers attach to it instead of starting their own),
+    started as a run starts one: on loopback, with token authentication."""
     import ray
 
+    from rft.placement.cluster import start_local
+
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True)
+        start_local(num_cpus=4)
     yield ray
     ray.shutdown()
 

@@ -142,14 +142,29 @@ class LearnerWorker:
 
     # ---- set-up -------------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
+        """Where this rank hosts a rendezvous, and a free port there: 127.0.0.1 on a one-node
+        cluster, this node's address only on more. The first call (before `setup`) also starts
+        the learners' rendezvous store, listening on that address alone: torch's own would listen
+        on every interface, and `init_distributed` joins this one (torch shares a multi-tenant
+        store by port). Later calls (weight streaming) leave the port to the group that binds it."""
+        import datetime
         import socket
 
         import ray
+        import torch.distributed as dist
 
-        with socket.socket() as sock:
-            sock.bind(("", 0))
-            port = sock.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        one_node = sum(1 for node in ray.nodes() if node.get("Alive")) <= 1
+        host = "127.0.0.1" if one_node else ray.util.get_node_ip_address()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+        if dist.is_initialized():
+            sock.close()
+            return host, port
+        sock.listen()
+        timeout = datetime.timedelta(minutes=30)
+        self.rendezvous_store = dist.TCPStore(host, port, None, True, timeout, wait_for_workers=False, multi_tenant=True, master_listen_fd=sock.detach())
+        return host, port
 
     def setup(self, master_addr: str, master_port: int) -> dict[str, Any]:
         os.environ.update(

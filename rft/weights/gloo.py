@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +57,23 @@ def unpack_bucket(flat: torch.Tensor, shapes: list[list[int]]) -> list[torch.Ten
 
 def open_gloo_group(master_address: str, master_port: int, rank: int, world_size: int, timeout_s: float):
     """A gloo process group outside `torch.distributed`'s default group (the learner ranks and
-    vLLM each have their own); rank 0 (the trainer) hosts the rendezvous store."""
+    vLLM each have their own); rank 0 (the trainer) hosts the rendezvous store, listening on
+    `master_address` only (torch's own store would listen on every interface)."""
     import torch.distributed as dist
 
     timeout = datetime.timedelta(seconds=timeout_s)
-    store = dist.TCPStore(master_address, master_port, world_size, rank == 0, timeout=timeout)
+    listen_fd = listening_socket(master_address, master_port) if rank == 0 else None
+    store = dist.TCPStore(master_address, master_port, world_size, rank == 0, timeout=timeout, master_listen_fd=listen_fd)
     return dist.ProcessGroupGloo(dist.PrefixStore("rft-weights", store), rank, world_size, timeout)
+
+
+def listening_socket(host: str, port: int) -> int:
+    """The file descriptor of a socket listening on `host:port` (the store takes it over)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen()
+    return sock.detach()
 
 
 @dataclass(kw_only=True)
