@@ -39,7 +39,10 @@ Runtime baselines are measured constants per actor kind (`CPU_BASELINE`): a CPU 
 memory includes the Python, torch, transformers, DeepSpeed / vLLM and Ray runtime, which no
 formula predicts. They come from the committed `python -m rft.bench rl` run on the ~0.8 M tiny
 model (rft/bench/results/rl_peer_trl.json), where the model's own terms are a few MB; the
-~44 M bench model of the same run is the check (tests/placement/test_memory_plan.py). GPU
+~44 M bench model of the same run is the check (tests/placement/test_memory_plan.py). That run
+had vLLM's engine core in a process of its own; since `trainer.deterministic` (on by default on
+CPU) the engine runs inside the rollout actor, one runtime instead of two (`vllm_in_process`,
+calibrated on a fresh tiny run). GPU
 constants (`GPU_OVERHEAD`: CUDA context, allocator slack, NCCL buffers, vLLM's graphs and
 sampler workspace) are assumptions from the libraries' documented behaviour, not measured here.
 Sequence lengths are the worst case the configuration allows: `PROMPT_TEXT_TOKENS` of text plus
@@ -69,7 +72,11 @@ ZERO_PREFETCH_ELEMS = 50_000_000  # DeepSpeed stage3_prefetch_bucket_size defaul
 ZERO_REDUCE_BUCKET_ELEMS = 500_000_000  # DeepSpeed reduce_bucket_size default
 LOGPROB_CHUNK_BYTES = 2 * 256 * (1 << 20)  # rft.algo.logprobs: two 256 MiB fp32 chunks at a time
 # Resident memory of an actor with a (near) empty model, CPU, bytes: measured, see the docstring.
-CPU_BASELINE = {"learner": int(1.17 * GB), "vllm": int(3.72 * GB), "hf": int(1.2 * GB), "driver": int(2.3 * GB)}
+# vllm: the engine core in a process of its own beside the rollout actor (pages both map count
+# twice); vllm_in_process: the engine inside the actor (trainer.deterministic, the CPU default
+# since 2026-12-02 06:59, measured by the slow test below on the tiny model: 2.47 GB in all).
+# hf: not measured, taken as the learner's runtime.
+CPU_BASELINE = {"learner": int(1.17 * GB), "vllm": int(3.72 * GB), "vllm_in_process": int(1.39 * GB), "hf": int(1.17 * GB), "driver": int(2.3 * GB)}
 # GPU memory outside the terms above, bytes: CUDA context + allocator slack (learner), context +
 # sampler/graph workspace + the vision encoder's profiling run (vLLM, inside its utilization).
 GPU_OVERHEAD = {"learner": int(1.5 * GiB), "vllm": int(2.0 * GiB), "hf": int(1.0 * GiB), "vllm_asleep": int(0.5 * GiB)}
@@ -260,11 +267,14 @@ class Setup:
     concurrent_sequences: int  # prompts per step x generations, over the rollout workers
     colocate: bool
     generations: int = 1
+    vllm_in_process: bool = False  # CPU: the engine core inside the rollout actor (trainer.deterministic)
     shared_prefix: bool = False  # learner.shared_prefix: a prompt's completions packed behind one prompt
     lora_rank: int = 0
 
     @classmethod
     def of(cls, cfg: DictConfig, on_gpu: bool) -> Setup:
+        from rft.placement.determinism import is_deterministic
+
         stage = str(cfg.stage.name)
         dtype = str(cfg.model.dtype)
         lora = cfg.learner.get("lora") if hasattr(cfg.learner, "get") else None
@@ -289,6 +299,7 @@ class Setup:
             concurrent_sequences=math.ceil(cfg.trainer.prompts_per_step * cfg.algo.num_generations / max(1, cfg.rollout.num_workers)),
             colocate=bool(cfg.cluster.colocate),
             generations=int(cfg.algo.num_generations),
+            vllm_in_process=is_deterministic(cfg) and not cfg.rollout.gpus_per_worker,
             shared_prefix=bool(cfg.learner.get("shared_prefix", False)),
             lora_rank=int(lora.get("rank", 0) or 0) if lora is not None else 0,
         )
@@ -475,7 +486,8 @@ def rollout_memory(shape: ModelShape, setup: Setup, gpu_mem: int | None) -> tupl
     if setup.engine == "vllm" and on_gpu:
         return vllm_gpu_memory(shape, setup, gpu_mem)
     if setup.engine == "vllm":
-        terms = {"weights": element * shape.params, "kv cache": int(setup.kv_cache_gb * GiB), "runtime": CPU_BASELINE["vllm"]}
+        runtime = CPU_BASELINE["vllm_in_process" if setup.vllm_in_process else "vllm"]
+        terms = {"weights": element * shape.params, "kv cache": int(setup.kv_cache_gb * GiB), "runtime": runtime}
         return terms, None
     kv = setup.concurrent_sequences * sequence_tokens(shape, setup) * shape.kv_bytes_per_token
     runtime = GPU_OVERHEAD["hf"] if on_gpu else CPU_BASELINE["hf"]

@@ -196,7 +196,8 @@ def _measured_runs() -> list[dict]:
 
 @pytest.mark.parametrize("run", _measured_runs(), ids=lambda r: r["summary"]["size"])
 def test_predictions_match_the_committed_bench_peaks(run):
-    cfg = compose(run["launch"]["overrides"])
+    # measured before trainer.deterministic moved vLLM's engine into the rollout actor
+    cfg = compose([*run["launch"]["overrides"], "trainer.deterministic=false"])
     shape = mp.shape_of(mp.model_config(str(cfg.model.path)))
     plan = mp.plan_memory(cfg, shape, mp.Hardware(host_mem=24 * mp.GiB))
     predicted = {a.kind: a.total / 1e9 for a in plan.actors}
@@ -209,7 +210,7 @@ def test_predictions_match_the_committed_bench_peaks(run):
 def test_the_bench_model_is_predicted_from_its_own_terms():
     """Not a restatement of the calibration: the bench learner's model terms are ~1.3 GB."""
     runs = {r["summary"]["size"]: r for r in _measured_runs()}
-    cfg = compose(runs["bench"]["launch"]["overrides"])
+    cfg = compose([*runs["bench"]["launch"]["overrides"], "trainer.deterministic=false"])
     plan = mp.plan_memory(cfg, mp.shape_of(mp.model_config(str(cfg.model.path))), mp.Hardware(host_mem=24 * mp.GiB))
     learner = plan.actors[0]
     assert learner.total - learner.terms["runtime"] > 1.0e9
@@ -263,7 +264,9 @@ def test_readme_table_is_what_the_planner_prints():
 @pytest.mark.slow
 def test_a_fresh_tiny_rl_run_is_within_tolerance(tmp_path):
     """Measured now, not committed: 2 GRPO steps of the tiny model through a real launch, each
-    actor's peak resident memory sampled from /proc (rft.bench.memory) against the plan."""
+    actor's peak resident memory sampled from /proc (rft.bench.memory) against the plan. The
+    in-process vLLM baseline was calibrated on this run (2.47 GB, 2026-12-02), so for the rollout
+    actor this checks that it stays put."""
     from rft.bench import rl, runs
 
     overrides = rl.run_overrides("tiny", "vllm", steps=2, prompts=4, max_tokens=32)
@@ -271,11 +274,13 @@ def test_a_fresh_tiny_rl_run_is_within_tolerance(tmp_path):
     assert launch.ok, launch.log_tail[-5:]
     cfg = compose(overrides)
     plan = mp.plan_memory(cfg, mp.shape_of(mp.model_config(str(cfg.model.path))), mp.Hardware(host_mem=24 * mp.GiB))
-    predicted = {a.kind: a.total / 1e9 for a in plan.actors}
+    predicted = {a.kind: round(a.total / 1e9, 3) for a in plan.actors}
     peaks = launch.peak_rss_gb
-    assert predicted["learner"] == pytest.approx(peaks["LearnerWorker"], rel=TOLERANCE)
-    assert predicted["vllm"] == pytest.approx(peaks["RolloutWorker"], rel=TOLERANCE)
-    assert predicted["driver"] / 2 <= peaks["driver+ray"] <= 2 * predicted["driver"]
+    seen = f"predicted {predicted}, measured {peaks}"
+    assert plan.setup.vllm_in_process, "trainer.deterministic is on by default on CPU"
+    assert predicted["learner"] == pytest.approx(peaks["LearnerWorker"], rel=TOLERANCE), seen
+    assert predicted["vllm"] == pytest.approx(peaks["RolloutWorker"], rel=TOLERANCE), seen
+    assert predicted["driver"] / 2 <= peaks["driver+ray"] <= 2 * predicted["driver"], seen
 
 
 def test_lora_drops_gradients_optimizer_and_reference_but_keeps_the_base():
