@@ -26,6 +26,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 
 from rft.errors import UserError
 from rft.paths import FORWARDED_ENV
+from rft.tracking.console import worker_runtime_env
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,17 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         return False
     env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        ray.init(address=address, runtime_env=with_console(env), log_to_driver=not worker_runtime_env())
     else:
         start_local(num_cpus, env)
     return True
+
+
+def with_console(env_vars: dict[str, str]) -> dict:
+    """The runtime_env for `ray.init`: `env_vars`, and in a quiet run the actors' console set-up
+    (their output goes to the run's launch.log: rft.tracking.console)."""
+    quiet = worker_runtime_env()
+    return {**quiet, "env_vars": {**env_vars, **quiet.get("env_vars", {})}}
 
 
 def start_local(num_cpus: int | None, env_vars: dict[str, str] | None = None) -> None:
@@ -55,7 +63,7 @@ def start_local(num_cpus: int | None, env_vars: dict[str, str] | None = None) ->
     to it would refuse num_cpus). `env_vars` go to every worker (with the loopback gloo interface)."""
     env = {**(env_vars or {}), "GLOO_SOCKET_IFNAME": loopback_interface()}
     with _local_node_on_loopback():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=with_console(env), log_to_driver=not worker_runtime_env())
 
 
 @contextlib.contextmanager
