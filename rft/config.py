@@ -512,7 +512,6 @@ def validate(cfg: DictConfig) -> None:
     from rft.tasks import TASK_NAMES
 
     _reject_targets(cfg)
-    _check_bounds(cfg)
     _require(cfg.task.name in TASK_NAMES, "task.name", f"unknown task {cfg.task.name!r}; valid: {', '.join(TASK_NAMES)}")
     for name in cfg.reward.weights:
         _require(name in REWARD_NAMES, f"reward.weights.{name}", f"unknown reward; valid: {', '.join(REWARD_NAMES)}")
@@ -543,8 +542,9 @@ def validate(cfg: DictConfig) -> None:
         "trainer.off_policy_steps",
         "=1 generates while the learners update, but colocated vLLM engines sleep during updates: set cluster.colocate=false",
     )
-    _require(0 < cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", "must be > 0 and <= model.max_pixels")
     validate_mode(cfg)
+    _check_bounds(cfg)  # after the checks above, which say more about their keys
+    _require(cfg.model.min_pixels <= cfg.model.max_pixels, "model.min_pixels", f"must be <= model.max_pixels ({cfg.model.max_pixels})")
 
 
 def compose_checked(overrides: Sequence[str]) -> DictConfig:
