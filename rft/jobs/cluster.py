@@ -14,7 +14,10 @@ would otherwise silently prefer.
 `local_head()` reuses the cluster of the last `ray start` on this machine when it answers, and
 otherwise starts one (`ray start --head`) with the dashboard and GCS on 127.0.0.1 in a temp dir of
 its own; it keeps running after the caller exits (so `python -m rft.jobs logs` works later);
-`ray stop` ends it.
+`ray stop` ends it. That head listens on 127.0.0.1 only (`LOCAL_ONLY_ENV`, see
+`rft.placement.cluster`) and has Ray's token authentication on: rft makes the token
+(`~/.ray/auth_token`) if none exists. The client sends the token whenever one is at hand
+(`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`), unless `RAY_AUTH_MODE=disabled`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ DEFAULT_TIMEOUT_S = 10.0
 LOCAL_TEMP_DIR = os.path.join(tempfile.gettempdir(), f"rft-ray-{os.getuid()}")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+# Ray's "no multi-node cluster" switch: a head started with it keeps 127.0.0.1 as its node address
+# (`ray start --node-ip-address=127.0.0.1` alone becomes the machine's address, every service
+# listening on all interfaces). Same value as rft.placement.cluster.LOCAL_ONLY_ENV.
+LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 _HINT = (
     "Start a cluster with `ray start --head --dashboard-host=127.0.0.1` (see jobs/README.md), "
     "or pass the head's dashboard address, e.g. cluster.address=http://<head>:8265 "
@@ -142,8 +149,35 @@ def connect(address: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S):
     check_job_server(url, max(deadline - time.monotonic(), 0.5))
     from ray.job_submission import JobSubmissionClient  # after the check: importing Ray takes seconds
 
+    use_token_if_available()
     with _without_address_env():
         return _run_with_timeout(lambda: JobSubmissionClient(url), max(deadline - time.monotonic(), 1.0), f"connecting to {url}")
+
+
+def use_token_if_available() -> None:
+    """Let Ray's client send the cluster's token: with `RAY_AUTH_MODE` unset and a token at hand
+    (`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`), token mode for this process."""
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def ensure_token() -> None:
+    """A token for a head rft starts (made in `~/.ray/auth_token` when none is at hand), so that
+    `ray start` turns token authentication on; nothing when `RAY_AUTH_MODE=disabled`."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    from ray._private.authentication.authentication_token_setup import generate_and_save_token
+    from ray._raylet import AuthenticationTokenLoader
+
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        generate_and_save_token()
+
+
+def head_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `ray start --head` rft runs: loopback only, token made (see above)."""
+    ensure_token()
+    return {**(os.environ if environ is None else environ), **LOCAL_ONLY_ENV}
 
 
 def free_ports(*preferred: int | None) -> list[int]:
@@ -274,7 +308,7 @@ def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log:
     gcs_port, dashboard_port = free_ports(6379, 8265)
     command = start_head_command(gcs_port, dashboard_port, cpus, [f"--temp-dir={temp_dir}"])
     log(f"starting a local Ray head: {' '.join(command)}")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=head_env())
     if done.returncode != 0:
         raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     url = f"http://127.0.0.1:{dashboard_port}"

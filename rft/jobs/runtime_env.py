@@ -4,7 +4,8 @@
   unpacked into a throwaway folder per job, minus `EXCLUDES` (the venv, caches, outputs, git).
   That copy has no venv: the entrypoint names an interpreter (see `rft.jobs.entrypoint`).
 - `env_vars`: `RFT_OUTPUTS` (absolute, so run folders land where the submitter expects), and every
-  variable of `FORWARDED_ENV` that is set where the job is submitted. `RAY_OVERRIDE_JOB_RUNTIME_ENV`
+  variable of `FORWARDED_ENV` that is set where the job is submitted, except `RAY_AUTH_MODE`: the
+  job's driver takes the cluster's own authentication mode (a laptop's would not fit it). `RAY_OVERRIDE_JOB_RUNTIME_ENV`
   lets the job's driver pass its own `runtime_env` to `ray.init` (rft's trainer forwards the same
   variables to its actors) without Ray refusing the merge.
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from rft.paths import FORWARDED_ENV, PATH_ENV
 
+CLUSTER_OWNED_ENV = ("RAY_AUTH_MODE",)  # the cluster's setting, never the submitter's
 EXCLUDES = [
     ".venv", "outputs", ".cache", "multirun", ".git", "__pycache__", "*.egg-info", ".pytest_cache",
     ".hypothesis", "mlruns", "wandb", "bench_results",
@@ -37,7 +39,7 @@ def project_root() -> Path | None:
 def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The FORWARDED_ENV variables set in `environ` (default: this process), paths made absolute."""
     environ = os.environ if environ is None else environ
-    env = {key: environ[key] for key in FORWARDED_ENV if environ.get(key)}
+    env = {key: environ[key] for key in FORWARDED_ENV if environ.get(key) and key not in CLUSTER_OWNED_ENV}
     for key in PATH_ENV:
         if key in env:
             env[key] = os.path.abspath(os.path.expanduser(env[key]))

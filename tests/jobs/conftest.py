@@ -46,7 +46,9 @@ def _start_head(num_cpus: int = HEAD_CPUS) -> Head:
     temp_dir = tempfile.mkdtemp(prefix="rftj-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_ports(None, None)
     command = start_head_command(gcs_port, dashboard_port, num_cpus, ["--block", f"--temp-dir={temp_dir}"])
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    from rft.jobs.cluster import head_env
+
+    env = head_env()  # loopback only, token authentication on
     log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 (the head process writes to it for its lifetime)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard_port}"
@@ -101,7 +103,6 @@ def ray_head():
     """A real Ray head (dashboard and job server on 127.0.0.1), shared by the Ray Jobs tests."""
     from rft.jobs.cluster import ClusterUnreachable
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
         head = _start_head()
     except ClusterUnreachable as err:  # e.g. a job agent that failed: one more head, the reason kept
@@ -121,7 +122,7 @@ def ray_head():
 def job_env(tmp_path_factory) -> dict[str, str]:
     """The environment for rft commands run by the tests (outputs in a temporary folder)."""
     outputs = tmp_path_factory.mktemp("rft-outputs")
-    env = {**os.environ, "RFT_OUTPUTS": str(outputs), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RFT_OUTPUTS": str(outputs), "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     return env
 

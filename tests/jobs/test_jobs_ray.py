@@ -57,6 +57,25 @@ def test_a_head_is_found_by_its_temp_dir(ray_head):
     assert cluster_in(ray_head.temp_dir) == ray_head.url
 
 
+def test_the_head_listens_on_loopback_and_wants_the_token(ray_head):
+    """A head started as rft starts one: every process listens on loopback, and the job server
+    refuses a request without the token."""
+    import psutil
+    import requests
+
+    head = psutil.Process(ray_head.process.pid)
+    exposed = []
+    for proc in [head, *head.children(recursive=True)]:
+        try:
+            listening = [c.laddr for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            name = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        exposed += [f"{name} (pid {proc.pid}) listens on {a.ip}:{a.port}" for a in listening if not a.ip.startswith(("127.", "::ffff:127.", "::1"))]
+    assert not exposed, "\n".join(exposed)
+    assert requests.get(f"{ray_head.url}/api/jobs/", timeout=10).status_code == 401
+
+
 def test_two_point_sweep_of_the_tiny_rl_job_succeeds(ray_head, job_env, run_rft, tiny_model, tmp_path):
     sweep_dir = tmp_path / "sweep"
     start = time.monotonic()
