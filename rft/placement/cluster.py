@@ -10,8 +10,10 @@ Secure by default: a local Ray listens on 127.0.0.1 only and keeps Ray's token a
 its services then listen on every interface; only with Ray's "no multi-node cluster" switch
 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, its default on macOS and Windows) does the local node
 keep 127.0.0.1, and every service (GCS, raylet, object manager, agents, workers) binds to it.
-The actors of a local run also get `GLOO_SOCKET_IFNAME` set to the loopback interface, so the
-torch/gloo groups they open (learner ranks, weight streaming, vLLM) connect over loopback too.
+The actors of a local run also get `GLOO_SOCKET_IFNAME` and `NCCL_SOCKET_IFNAME` set to the
+loopback interface (unless set already), so the torch groups they open (learner ranks, weight
+streaming, vLLM) connect over loopback too (NCCL's bootstrap; its data moves over P2P/SHM within
+a node).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def with_console(env_vars: dict[str, str]) -> dict:
 def start_local(num_cpus: int | None, env_vars: dict[str, str] | None = None) -> None:
     """A new local Ray on loopback, never one that `ray start` left on this machine (attaching
     to it would refuse num_cpus). `env_vars` go to every worker (with the loopback gloo interface)."""
-    env = {**(env_vars or {}), "GLOO_SOCKET_IFNAME": loopback_interface()}
+    loopback = loopback_interface()
+    interfaces = {key: os.environ.get(key, loopback) for key in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")}
+    env = {**(env_vars or {}), **interfaces}
     with _local_node_on_loopback():
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=with_console(env), log_to_driver=not worker_runtime_env())
 
