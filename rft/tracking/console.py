@@ -6,7 +6,8 @@ bars and the warnings rft raises (each once); everything else goes to `<run dir>
 
 - driver: library loggers that print through handlers of their own (Ray, transformers, ...) are
   sent up to the root logger instead, whose console handler passes only rft's records while the
-  file handler keeps all; Python warnings are logged (`logging.captureWarnings`), so only rft's
+  file handler keeps all (mlflow, imported later, is told not to add one: MLFLOW_CONFIGURE_LOGGING);
+  Python warnings are logged (`logging.captureWarnings`), so only rft's
   reach the terminal, once each.
 - actors: `ray.init(log_to_driver=False)` and a worker set-up hook (`setup_worker`, named in the
   job's runtime_env with `RFT_CONSOLE`/`RFT_CONSOLE_LOG` in its env_vars, see `worker_runtime_env`)
@@ -93,6 +94,8 @@ def setup_driver(mode: str, run_dir: str | Path) -> Path | None:
         os.environ[CONSOLE_ENV] = VERBOSE
         return None
     import ray  # noqa: F401  (its logger's handler exists from import on: route it now)
+
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # mlflow, imported later, then adds no handler of its own
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
