@@ -38,7 +38,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -198,14 +197,8 @@ def private_head(num_cpus: int) -> Iterator[str]:
     from rft.jobs import cluster
 
     temp_dir = tempfile.mkdtemp(prefix="rft-recipes-ray-")
-    gcs_port, dashboard_port = cluster.free_ports(None, None)
-    command = cluster.start_head_command(gcs_port, dashboard_port, num_cpus, [f"--temp-dir={temp_dir}"])
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=180, env=cluster.head_env())
-        url = f"http://127.0.0.1:{dashboard_port}"
-        cluster.wait_for_job_server(url)
-        cluster.wait_for_job_agent(temp_dir)
-        yield url
+        yield cluster.start_head(num_cpus, temp_dir, log=lambda line: print(f"[rft.bench recipes] {line}", flush=True))
     finally:
         stop_processes_mentioning(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
