@@ -10,9 +10,10 @@ output folder, with the wall time.
 Every method × task × seed point is a Ray Job started by the project's own sweep launcher: one
 `python -m rft.launch -m hydra/launcher=ray_jobs ...` multirun per recipe, gridded over
 `task=` and `trainer.seed=` (with `data.synth_seed=${trainer.seed}`, so images and order change
-with the seed), each point in `<out>/points/<recipe>/<task>_seed<seed>`. All sweeps use one Ray head
-that the benchmark starts for itself (loopback, its own temp dir, `--ray-cpus` logical CPUs: 4
-runs one point at a time) and stops at the end, so no sweep attaches to another Ray on the machine. Results are read from
+with the seed), each point in `<out>/points/<recipe>/<task>_seed<seed>`. The sweeps use the
+launcher's cluster (`hydra.launcher.address`, `cluster.address`, `RAY_ADDRESS`, else the local head
+rft starts on loopback with 4 logical CPUs, so one point runs at a time, and leaves running for
+later sweeps: `ray stop` ends it; see sweeps/README.md). Results are read from
 each point's `result.json` (`rft.tracking.result`): a Reason-RFT run's stage 2 evaluates before
 its first update and after its last, which gives two rows per run:
 
@@ -33,15 +34,9 @@ so its point would have nothing for the table to read.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,51 +184,6 @@ def write_chart(table: dict, tasks: list[str], path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def private_head(num_cpus: int) -> Iterator[str]:
-    """A Ray head of the benchmark's own on loopback (its own temp dir), stopped at the end: every
-    sweep of the run uses it (`hydra.launcher.address`), and none attaches to another Ray that
-    happens to run on the machine. Yields its dashboard address."""
-    from rft.jobs import cluster
-
-    temp_dir = tempfile.mkdtemp(prefix="rft-recipes-ray-")
-    try:
-        yield cluster.start_head(num_cpus, temp_dir, log=lambda line: print(f"[rft.bench recipes] {line}", flush=True))
-    finally:
-        stop_processes_mentioning(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def stop_processes_mentioning(text: str, grace_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace_s`, to every process whose command line contains `text`
-    (a head's unique temp dir: its GCS, raylet, dashboard and workers, nothing else)."""
-    pids = [pid for pid, cmdline in _command_lines().items() if text in cmdline and pid != os.getpid()]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace_s
-        while sig == signal.SIGTERM and time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.5)
-
-
-def _command_lines() -> dict[int, str]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                out[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def run_sweeps(
     out: Path, chosen: tuple[Recipe, ...], tasks: list[str], seeds: list[int], extra: list[str], timeout_s: float, dry_run: bool, echo: bool
 ) -> dict[str, int]:
@@ -286,9 +236,7 @@ def main(args) -> int:
     if args.dry_run:
         status = run_sweeps(out, chosen, tasks, seeds, list(args.overrides), args.timeout, True, args.verbose)
     elif not args.read_only:
-        with private_head(args.ray_cpus) as address:
-            print(f"[rft.bench recipes] Ray head {address} (stopped at the end)", flush=True)
-            status = run_sweeps(out, chosen, tasks, seeds, [f"hydra.launcher.address={address}", *args.overrides], args.timeout, False, args.verbose)
+        status = run_sweeps(out, chosen, tasks, seeds, list(args.overrides), args.timeout, False, args.verbose)
     if args.dry_run:
         return max(status.values(), default=0)
     extra = {"overrides": list(args.overrides), "sweep_status": status, "load_average": runs.load_average()}
@@ -304,6 +252,5 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before one recipe's sweep is stopped")
     parser.add_argument("--dry-run", action="store_true", help="compose every point and print its entrypoint; run nothing")
     parser.add_argument("--read-only", action="store_true", help="only read finished points in --out back into the table")
-    parser.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs of the benchmark's Ray head (a point needs 3: driver, learner, rollout)")
     parser.add_argument("--verbose", action="store_true", help="echo the sweeps' output")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every point (after --)")

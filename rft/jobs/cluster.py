@@ -293,21 +293,6 @@ def _tail(path: Path, lines: int) -> str:
         return f"({err})"
 
 
-def start_head(num_cpus: int, temp_dir: str, log: Callable[[str], None] = print, preferred_ports: tuple[int | None, int | None] = (None, None)) -> str:
-    """A new Ray head on loopback with `temp_dir` as its temp dir, once its job agent takes jobs;
-    returns its dashboard URL. The GCS and dashboard take the preferred ports when free."""
-    gcs_port, dashboard_port = free_ports(*preferred_ports)
-    command = start_head_command(gcs_port, dashboard_port, num_cpus, [f"--temp-dir={temp_dir}"])
-    log(f"starting a local Ray head: {' '.join(command)}")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=head_env())
-    if done.returncode != 0:
-        raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    url = f"http://127.0.0.1:{dashboard_port}"
-    wait_for_job_server(url)
-    wait_for_job_agent(temp_dir)
-    return url
-
-
 def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log: Callable[[str], None] = print) -> str:
     """The dashboard URL of a Ray head on this machine: the one `ray start` made (by you, in Ray's
     default temp dir, or by rft in `temp_dir`) if it answers, else a new one on loopback.
@@ -320,7 +305,15 @@ def local_head(num_cpus: int | None = None, temp_dir: str = LOCAL_TEMP_DIR, log:
             log(f"using the local Ray cluster at {existing} (started earlier with `ray start`)")
             return existing
     cpus = num_cpus or max(os.cpu_count() or 1, 4)
-    url = start_head(cpus, temp_dir, log, preferred_ports=(6379, 8265))
+    gcs_port, dashboard_port = free_ports(6379, 8265)
+    command = start_head_command(gcs_port, dashboard_port, cpus, [f"--temp-dir={temp_dir}"])
+    log(f"starting a local Ray head: {' '.join(command)}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=head_env())
+    if done.returncode != 0:
+        raise ClusterUnreachable(f"`ray start --head` failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    url = f"http://127.0.0.1:{dashboard_port}"
+    wait_for_job_server(url)
+    wait_for_job_agent(temp_dir)
     log(
         f"local Ray head ready at {url} ({cpus} CPUs); it keeps running for later sweeps and `python -m rft.jobs`; `ray stop` ends it (and every other Ray on this machine)"
     )
