@@ -8,6 +8,7 @@ so two run at a time and the others wait in the launcher's queue.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def test_four_points_queue_on_a_two_cpu_head_and_each_runs_its_own_config(small_head, job_env, run_rft, tiny_model, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    lrs = ["0.0", "0.001", "0.002", "0.004"]
+    lrs = ["0.0001", "0.001", "0.003", "0.01"]  # algo.lr must be > 0
     args = ["trainer.max_steps=2", "+reward.weights.length=1.0", "model.dtype=float32", f"algo.lr={','.join(lrs)}"]
     start = time.monotonic()
     done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
@@ -71,8 +72,9 @@ def test_four_points_queue_on_a_two_cpu_head_and_each_runs_its_own_config(small_
     metrics = []
     for point, lr in zip(points, lrs):
         recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
-        assert str(recorded["algo"]["lr"]) == str(float(lr)) and recorded["reward"]["weights"]["length"] == 1.0
-        assert f"algo.lr={lr}" in yaml.safe_load((Path(point.run_dir) / ".hydra" / "overrides.yaml").read_text())
+        assert recorded["algo"]["lr"] == pytest.approx(float(lr)) and recorded["reward"]["weights"]["length"] == 1.0
+        job_overrides = yaml.safe_load((Path(point.run_dir) / ".hydra" / "overrides.yaml").read_text())
+        assert [float(o.split("=", 1)[1]) for o in job_overrides if o.startswith("algo.lr=")] == [pytest.approx(float(lr))]
         metrics.append(json.dumps(_computed(json.loads((Path(point.run_dir) / "result.json").read_text())["metrics"]), sort_keys=True))
     assert len(set(metrics)) == 4, metrics  # different learning rates, different runs
     print(f"4-point sweep on 2 CPUs: {time.monotonic() - start:.0f} s")
@@ -98,7 +100,7 @@ def test_a_point_larger_than_the_cluster_fails_at_once_with_one_line(small_head,
 def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(small_head, job_env, run_rft, tiny_model, tmp_path):
     sweep_dir = tmp_path / "sweep"
     # length reward 1.0 (about +0.9 on every short completion) vs 0.0: points 1 and 3 are worse
-    args = ["trainer.max_steps=12", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "hydra.launcher.early_stop.rungs=[2,6]"]
+    args = ["trainer.max_steps=10", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "hydra.launcher.early_stop.rungs=[2]"]
     done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
@@ -108,7 +110,8 @@ def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(sma
     assert len(worse) == len(better) == 2
     for point in worse:
         assert point.early_stopped and point.status == "STOPPED", point
-        assert point.rungs["2"]["decision"] == "stop" and "6" not in point.rungs
+        rank, reached = map(int, point.rungs["2"]["rank"].split("/"))
+        assert point.rungs["2"]["decision"] == "stop" and rank > math.ceil(reached / 2)  # the best half goes on
         assert point.final_metric is not None
     for point in better:
         assert point.status == "SUCCEEDED" and not point.early_stopped, point
