@@ -78,11 +78,15 @@ def build_engine(settings: EngineSettings):
 
 
 def pin_process(cores: list[int]) -> None:
-    """Restrict every thread of this process (and the processes it starts later) to `cores`."""
+    """Restrict every thread of this process (and the processes it starts later) to `cores`,
+    and size torch's intra-op pool to them (more threads than cores only contend)."""
+    import torch
+
     for tid in os.listdir("/proc/self/task"):
         with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended
             os.sched_setaffinity(int(tid), cores)
     os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
 
 
 class RolloutWorker:
