@@ -269,15 +269,17 @@ class TrainerConfig:
     eval_every: int = 0
     log_every: int = 1
     progress: bool = True
-    # The metric a sweep optimises: written to result.json and returned to Hydra sweepers.
-    # null: the stage's own (ans_sft/cot_sft: eval/loss, minimize; rl/zero: reward/mean, maximize;
-    # reason_rft: eval/id/score, maximize). A named metric needs its direction.
     # 0: generate, then update (on-policy). 1: the rollout actors generate the next batch with the
     # weights one version behind while the learners update (rft.trainer.rl explains the loss side).
     off_policy_steps: int = 0
     # Same seed, same run (rft.placement.determinism; README "Determinism"). null: on for runs on
     # CPUs only, where it costs little; off with GPUs.
     deterministic: bool | None = None
+    # Times the learner group is started afresh after a rank died (rft.trainer.rl), before the run stops.
+    max_restarts: int = 2
+    # The metric a sweep optimises: written to result.json and returned to Hydra sweepers.
+    # null: the stage's own (ans_sft/cot_sft: eval/loss, minimize; rl/zero: reward/mean, maximize;
+    # reason_rft: eval/id/score, maximize). A named metric needs its direction.
     optimized_metric: str | None = None
     optimized_direction: Direction | None = None
 
@@ -446,6 +448,7 @@ BOUNDS: dict[str, Bound] = {
     "trainer.eval_every": AT_LEAST_0,  # 0: no evaluation during training
     "trainer.log_every": AT_LEAST_1,
     "trainer.off_policy_steps": Bound(0, 1),
+    "trainer.max_restarts": AT_LEAST_0,
     "cluster.num_cpus": AT_LEAST_1,
     "cluster.placement_timeout_s": POSITIVE,
     "cluster.job_cpus": AT_LEAST_0,
@@ -528,11 +531,6 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step", "must be >= 1")
     _require(cfg.trainer.save_every >= 1, "trainer.save_every", "must be >= 1")
     _require(
-        cfg.trainer.optimized_metric is None or cfg.trainer.optimized_direction is not None,
-        "trainer.optimized_direction",
-        f"trainer.optimized_metric={cfg.trainer.optimized_metric} needs a direction: minimize or maximize",
-    )
-    _require(
         cfg.trainer.off_policy_steps in (0, 1),
         "trainer.off_policy_steps",
         "must be 0 (synchronous) or 1 (generate one batch ahead); no other value is supported",
@@ -541,6 +539,11 @@ def validate(cfg: DictConfig) -> None:
         not (cfg.trainer.off_policy_steps and cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0),
         "trainer.off_policy_steps",
         "=1 generates while the learners update, but colocated vLLM engines sleep during updates: set cluster.colocate=false",
+    )
+    _require(
+        cfg.trainer.optimized_metric is None or cfg.trainer.optimized_direction is not None,
+        "trainer.optimized_direction",
+        f"trainer.optimized_metric={cfg.trainer.optimized_metric} needs a direction: minimize or maximize",
     )
     validate_mode(cfg)
     _check_bounds(cfg)  # after the checks above, which say more about their keys

@@ -3,19 +3,34 @@
 The controller hands it whole batches; the group shards them over ranks (contiguous slices, so a
 group's completions mostly stay on one rank and share prompt features), calls every rank, and
 reassembles results in the original order.
+
+A rank whose process dies (killed, out of memory) leaves the others waiting in a collective, and
+DeepSpeed cannot take a new rank into a running group. Every call therefore waits for the ranks'
+answers one at a time; when one of them is a dead actor, the group kills the survivors and raises
+`LearnerLost`. `restart()` then starts the whole group afresh in the same placement bundles (the
+controller reloads a checkpoint into it: `rft.trainer.rl`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rft.algo.config import LossSettings
 from rft.learner.worker import LearnerSettings, LearnerWorker
 from rft.tracking.stats import LEARNER_STATS, merge_stats
 from rft.types import TrainSample
+
+log = logging.getLogger(__name__)
+_DEAD = (ActorDiedError, ActorUnavailableError, RayActorError)
+
+
+class LearnerLost(RuntimeError):
+    """A learner rank's process died during a call; the group's survivors were stopped."""
 
 
 def shard_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
@@ -35,24 +50,76 @@ class LearnerGroup:
         gpus: float,
         env_vars: dict[str, str] | None = None,
     ):
-        actor_cls = ray.remote(LearnerWorker)
+        self.settings = settings
         self.world_size = num_workers
+        self._options = dict(
+            placement_group=placement_group,
+            bundle_indices=bundle_indices,
+            cpus=cpus,
+            gpus=gpus,
+            env={"DS_ACCELERATOR": "cuda" if gpus > 0 else "cpu", **(env_vars or {})},
+        )
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        actor_cls = ray.remote(LearnerWorker)
+        opts = self._options
         self.workers = [
             actor_cls.options(
-                num_cpus=cpus,
-                num_gpus=gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=bundle_indices[rank]),
-                runtime_env={"env_vars": {"DS_ACCELERATOR": "cuda" if gpus > 0 else "cpu", **(env_vars or {})}},
-            ).remote(rank, num_workers, settings)
-            for rank in range(num_workers)
+                num_cpus=opts["cpus"],
+                num_gpus=opts["gpus"],
+                scheduling_strategy=PlacementGroupSchedulingStrategy(opts["placement_group"], placement_group_bundle_index=opts["bundle_indices"][rank]),
+                runtime_env={"env_vars": opts["env"]},
+            ).remote(rank, self.world_size, self.settings)
+            for rank in range(self.world_size)
         ]
         master_addr, master_port = ray.get(self.workers[0].address.remote())
         self.rank0_node = master_addr
         self.info = ray.get([w.setup.remote(master_addr, master_port) for w in self.workers])
 
+    def restart(self) -> None:
+        """Stop every rank and start the group afresh (initial weights, new optimizer) in the same bundles."""
+        self.shutdown()
+        self.restarts += 1
+        self._start()
+
+    def _gather(self, refs: list[Any]) -> list[Any]:
+        """`ray.get(refs)`, but a dead rank is noticed at once: a plain `ray.get` in rank order
+        would wait on a survivor stuck in a collective with the dead one."""
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                ray.get(ready)
+        except _DEAD as err:
+            self.shutdown()
+            raise LearnerLost(f"a learner rank died: {err}") from err
+        except Exception:
+            if self._some_rank_died():
+                self.shutdown()
+                raise LearnerLost("a learner rank died (the others failed in a collective with it)") from None
+            raise
+        return ray.get(refs)
+
+    def run_on_ranks(self, fn, per_rank_args: list[tuple] | None = None) -> list[Any]:
+        """`fn(worker, *args)` on every rank (Ray's `__ray_call__`), waited for like every call."""
+        args = per_rank_args or [()] * self.world_size
+        return self._gather([w.__ray_call__.remote(fn, *a) for w, a in zip(self.workers, args)])
+
+    def _some_rank_died(self) -> bool:
+        for worker in self.workers:
+            try:
+                ray.get(worker.__ray_ready__.remote(), timeout=30)
+            except _DEAD:
+                return True
+            except ray.exceptions.GetTimeoutError:
+                continue
+        return False
+
     def _sharded(self, method: str, samples: list[TrainSample], *args) -> list[Any]:
         bounds = shard_bounds(len(samples), self.world_size)
-        return ray.get([getattr(w, method).remote(samples[a:b], *args) for w, (a, b) in zip(self.workers, bounds)])
+        return self._gather([getattr(w, method).remote(samples[a:b], *args) for w, (a, b) in zip(self.workers, bounds)])
 
     def logprobs(self, samples: list[TrainSample], which: str = "policy") -> list[list[float]]:
         return [row for shard in self._sharded("logprobs", samples, which) for row in shard]
@@ -70,25 +137,25 @@ class LearnerGroup:
         return sum(p[0] for p in parts) / max(1.0, sum(p[1] for p in parts))
 
     def export_weights(self, folder: str) -> dict[str, float]:
-        return ray.get([w.export_weights.remote(folder) for w in self.workers])[0]
+        return self._gather([w.export_weights.remote(folder) for w in self.workers])[0]
 
     def init_weight_transfer(self, backend: str, num_engine_ranks: int, client) -> None:
         """Open the streaming group: learner rank 0 is its rank 0, the engines' ranks follow."""
         master_addr, master_port = ray.get(self.workers[0].address.remote())
-        ray.get([w.init_weight_transfer.remote(backend, master_addr, master_port, 1 + num_engine_ranks, client) for w in self.workers])
+        self._gather([w.init_weight_transfer.remote(backend, master_addr, master_port, 1 + num_engine_ranks, client) for w in self.workers])
 
     def send_weights(self) -> dict[str, float]:
-        return ray.get([w.send_weights.remote() for w in self.workers])[0]
+        return self._gather([w.send_weights.remote() for w in self.workers])[0]
 
     def save(self, folder: str) -> None:
-        ray.get([w.save.remote(folder) for w in self.workers])
+        self._gather([w.save.remote(folder) for w in self.workers])
 
     def load(self, folder: str) -> None:
-        ray.get([w.load.remote(folder) for w in self.workers])
+        self._gather([w.load.remote(folder) for w in self.workers])
 
     def shutdown(self) -> None:
         for worker in self.workers:
-            ray.kill(worker)
+            ray.kill(worker, no_restart=True)
 
 
 def merge_rank_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:

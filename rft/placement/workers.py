@@ -129,12 +129,27 @@ def _pin_actor(_actor: Any, cores: list[int]) -> None:
     pin_process(cores)
 
 
+def prepare_learners(learners: LearnerGroup, deterministic: bool, cores: list[list[int]] | None) -> None:
+    """What started learner ranks get before their first call: determinism settings, core pinning."""
+    if deterministic:
+        make_actors_deterministic(learners.workers)
+    if cores:
+        ray.get([actor.__ray_call__.remote(_pin_actor, rank_cores) for actor, rank_cores in zip(learners.workers, cores)])
+
+
 @dataclass
 class Workers:
     learners: LearnerGroup | None
     rollout: RolloutGroup | None
     placement_group: Any
     owns_ray: bool
+    learner_cores: list[list[int]] | None = None
+    deterministic: bool = False
+
+    def restart_learners(self) -> None:
+        """A fresh learner group in the same bundles (after a rank died), set up like the first."""
+        self.learners.restart()
+        prepare_learners(self.learners, self.deterministic, self.learner_cores)
 
     def shutdown(self) -> None:
         for group in (self.rollout, self.learners):
@@ -170,8 +185,6 @@ def start_workers(
             if learner is not None
             else None
         )
-        if learners is not None and deterministic:
-            make_actors_deterministic(learners.workers)
         rollout = (
             RolloutGroup(
                 engine,
@@ -190,12 +203,13 @@ def start_workers(
             if engine is not None
             else None
         )
-        if learners is not None and learner_cores:
-            ray.get([actor.__ray_call__.remote(_pin_actor, cores) for actor, cores in zip(learners.workers, learner_cores)])
-            log.info("learner ranks pinned to cores %s, rollout workers to %s", learner_cores, rollout_cores)
+        if learners is not None:
+            prepare_learners(learners, deterministic, learner_cores)
+            if learner_cores:
+                log.info("learner ranks pinned to cores %s, rollout workers to %s", learner_cores, rollout_cores)
     except BaseException:
         remove_placement_group(group)
         if owns_ray:
             ray.shutdown()
         raise
-    return Workers(learners, rollout, group, owns_ray)
+    return Workers(learners, rollout, group, owns_ray, learner_cores, deterministic)

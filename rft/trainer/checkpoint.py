@@ -103,18 +103,10 @@ def _set_actor_rng_state(_actor: Any, state: dict[str, Any]) -> None:
     set_rng_state(state)
 
 
-def actors_rng_states(actors: list[Any]) -> list[dict[str, Any]]:
-    """`rng_state` of each Ray actor in `actors` (e.g. the learner ranks)."""
-    import ray
-
-    return ray.get([actor.__ray_call__.remote(rng_state) for actor in actors])
-
-
-def set_actors_rng_states(actors: list[Any], states: list[dict[str, Any]]) -> None:
-    """Each actor's RNG states back; left as they are (seeded) when the number of actors changed."""
-    import ray
-
-    if len(states) != len(actors):
-        log.warning("the checkpoint holds RNG states of %d learner ranks, this run has %d: their RNGs start from the seed", len(states), len(actors))
+def set_learner_rng_states(learners: Any, states: list[dict[str, Any]]) -> None:
+    """Each learner rank's RNG states back (`learners`: a `LearnerGroup`, which reads them with
+    `learners.run_on_ranks(rng_state)`); left as they are (seeded) when the number of ranks changed."""
+    if len(states) != learners.world_size:
+        log.warning("the checkpoint holds RNG states of %d learner ranks, this run has %d: their RNGs start from the seed", len(states), learners.world_size)
         return
-    ray.get([actor.__ray_call__.remote(_set_actor_rng_state, state) for actor, state in zip(actors, states)])
+    learners.run_on_ranks(_set_actor_rng_state, [(state,) for state in states])

@@ -30,6 +30,12 @@ weight exp(old - rollout) is then exactly 1, and `rollout/logprob_gap` reads 0: 
 engine-vs-learner mismatch is inside the clipped ratio instead (for the sync check, run with
 `off_policy_steps=0`).
 
+A learner rank that dies (`LearnerLost`, `rft.learner.group`) is recovered up to
+`trainer.max_restarts` times: the learner group is started afresh in its bundles, the weight
+stream is rebuilt, and the run goes back to the latest checkpoint (weights, optimizer, data
+position and RNG states, as on resume; the tracker drops the rows logged after it) or, without
+one, to step 0; the steps since are redone.
+
     trainer = RLTrainer(cfg, run_dir, model_path, data)
     trainer.setup(); result = trainer.train(); trainer.cleanup()
 """
@@ -48,6 +54,7 @@ from omegaconf import DictConfig
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
 from rft.data.splits import DataSplits
 from rft.errors import UserError
+from rft.learner.group import LearnerLost
 from rft.placement.workers import engine_settings, learner_settings, start_workers
 from rft.rollout.group import PendingGeneration
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style
@@ -154,15 +161,40 @@ class RLTrainer(LearnerStage):
         with progress_bar(total=self.cfg.trainer.max_steps, initial=self.step, description=f"{self.run_name}", enabled=self.cfg.trainer.progress) as bar:
             while self.step < self.cfg.trainer.max_steps:
                 self.step += 1
-                last = self.train_step()
-                self.tracker.log(self.step, last)
-                self._stop_if_diverged()
+                try:
+                    last = self.train_step()
+                    self.tracker.log(self.step, last)
+                    self._stop_if_diverged()
+                    if self.step % self.cfg.trainer.save_every == 0 or self.step == self.cfg.trainer.max_steps:
+                        self.save_checkpoint()
+                except LearnerLost as err:
+                    self._recover_learners(err)
+                    bar.update(self.step - bar.step)  # back to the step it continues from
+                    continue
                 bar.update(1, reward=last["reward/mean"], step_s=last["timing/step_s"])
-                if self.step % self.cfg.trainer.save_every == 0 or self.step == self.cfg.trainer.max_steps:
-                    self.save_checkpoint()
                 if self.cfg.trainer.eval_every and self.step % self.cfg.trainer.eval_every == 0:
                     self.tracker.log(self.step, self.evaluate())
         return last
+
+    def _recover_learners(self, err: LearnerLost) -> None:
+        """A fresh learner group, back at the latest checkpoint (or step 0); see the module docstring."""
+        failed_step = self.step
+        restarts, allowed = self.workers.learners.restarts, self.cfg.trainer.max_restarts
+        if restarts >= allowed:
+            raise TrainingStopped(f"step {failed_step}: {err}; the learners were restarted {restarts} times already (trainer.max_restarts={allowed})") from err
+        self.prefetch = None  # generated for a step that will be redone
+        self.workers.restart_learners()
+        self.weight_sync.learners_restarted()
+        checkpoint = ckpt.latest(self.run_dir)
+        if checkpoint is not None:
+            self._resume(checkpoint)
+        else:
+            self.step = 0
+            self.sampler = EpochSampler(self.data.train, seed=self.cfg.trainer.seed)
+            self._sync_weights()  # the fresh learners' initial weights, as version 0
+        self.tracker.close("KILLED")
+        self.tracker = make_tracker(self.cfg, self.run_dir, self.run_name, self.parent_run_id, resume_step=self.step if checkpoint else -1)
+        log.warning("step %d: %s; learners restarted (%d of %d), continuing from step %d", failed_step, err, restarts + 1, allowed, self.step)
 
     def cleanup(self, status: str = "FINISHED") -> None:
         super().cleanup(status)

@@ -152,7 +152,7 @@ class LearnerStage:
         self.sampler.restore(state["sampler"])
         ckpt.set_rng_state(state["rng"])
         if "learner_rng" in state:  # absent from checkpoints written before it was saved
-            ckpt.set_actors_rng_states(self.workers.learners.workers, state["learner_rng"])
+            ckpt.set_learner_rng_states(self.workers.learners, state["learner_rng"])
         self.resumed = True
 
     def tracker_resume_step(self) -> int:
@@ -168,7 +168,7 @@ class LearnerStage:
             "step": self.step,
             "sampler": self.sampler.state(),
             "rng": ckpt.rng_state(),
-            "learner_rng": ckpt.actors_rng_states(self.workers.learners.workers),
+            "learner_rng": self.workers.learners.run_on_ranks(ckpt.rng_state),
             "stage": self.name,
             "model_path": self.model_path,
         }

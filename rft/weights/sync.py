@@ -90,6 +90,13 @@ class WeightSyncer:
         else:
             ray.get(worker.load_weights.remote(str(version_dir(self.folder, self.version)), self.version))
 
+    def learners_restarted(self) -> None:
+        """The learner group was started afresh: the engines leave the old transfer group and
+        join one with the new ranks (folders need nothing). The next push brings the weights."""
+        if self.streamed:
+            self._client().shutdown()
+            self._open_stream()
+
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -61,3 +61,68 @@ def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
         assert health["weight_version"] == 2 == metrics["weight_version"]  # step 2's weights were streamed into it
     finally:
         trainer.cleanup()
+
+
+def _pid_of(actor) -> int:
+    import os
+
+    import ray
+
+    return ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()))
+
+
+def test_a_killed_learner_rank_is_recovered(ray_cluster, tmp_path):
+    """Two ZeRO-2 ranks; rank 1 is SIGKILLed while an update is in flight (step 3), and rank 0
+    while a checkpoint is being written (step 4). Each time the controller restarts the learner
+    group, goes back to the latest checkpoint (step 2, then step 2 again: step 4's was never
+    finished), redoes the steps, and the run ends with every step recorded once."""
+    import os
+    import signal
+
+    from rft.data.splits import load_data
+    from rft.learner.group import shard_bounds
+    from rft.models.loading import resolve_model_path
+    from rft.trainer import checkpoint as ckpt
+    from rft.trainer.rl import RLTrainer
+
+    moving = ["+reward.weights.length=1.0", "algo.lr=1e-3", "model.dtype=float32"]
+    cfg = compose(
+        TINY_RL + moving + ["rollout.engine=hf", "learner.num_workers=2", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=4", "trainer.save_every=2"]
+    )
+    trainer = RLTrainer(cfg, tmp_path, str(resolve_model_path(cfg.model.path)), load_data(cfg))
+    kills: list[tuple[str, int]] = []
+
+    def start_then_kill(refs: list, rank: int, method: str):
+        """The group's own wait, after one rank was SIGKILLed with the call in flight."""
+        group = trainer.workers.learners
+        os.kill(_pid_of(group.workers[rank]), signal.SIGKILL)
+        kills.append((method, trainer.step))
+        return group._gather(refs)
+
+    try:
+        trainer.setup()
+        group = trainer.workers.learners
+        plain_sharded, plain_save = group._sharded, group.save
+
+        def sharded(method, samples, *args):
+            if method != "train_rl" or trainer.step != 3 or kills:
+                return plain_sharded(method, samples, *args)
+            bounds = shard_bounds(len(samples), group.world_size)
+            return start_then_kill([w.train_rl.remote(samples[a:b], *args) for w, (a, b) in zip(group.workers, bounds)], 1, method)
+
+        def save(folder):
+            if trainer.step != 4 or len(kills) != 1:
+                return plain_save(folder)
+            return start_then_kill([w.save.remote(folder) for w in group.workers], 0, "save")
+
+        group._sharded, group.save = sharded, save
+        trainer.train()
+        assert kills == [("train_rl", 3), ("save", 4)]
+        assert group.restarts == 2
+    finally:
+        trainer.cleanup()
+    rows = [row for row in read_metrics(tmp_path) if "reward/mean" in row]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4], "every step once, the redone ones replacing nothing"
+    assert all(row["grad_norm"] > 0 for row in rows)
+    assert [step for step, _ in ckpt.all_steps(tmp_path)] == [2, 4]
+    assert ckpt.read_state(ckpt.latest(tmp_path))["step"] == 4
