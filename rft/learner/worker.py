@@ -78,9 +78,7 @@ class LearnerSettings:
     need_reference: bool
     backend: DistBackend
     seed: int
-    # Pack each prompt's completions into one row (rft.learner.batch). The one default here:
-    # callers built before the switch existed keep working; the config's default is the same.
-    shared_prefix: bool = True
+    shared_prefix: bool  # pack each prompt's completions into one row (rft.learner.batch)
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):

@@ -164,6 +164,7 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
         need_reference=True,
         backend="auto",
         seed=0,
+        shared_prefix=True,
     )
     group = placement([{"CPU": 1}] * ranks)
     learner = LearnerGroup(settings, ranks, group, list(range(ranks)), cpus=1, gpus=0)
