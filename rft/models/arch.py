@@ -30,19 +30,16 @@ gives the transformers config without building anything (the memory planner read
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rft.models.tiny import CHAT_TEMPLATE, _train_bpe
+from rft.models.tiny import CHAT_TEMPLATE, _train_bpe, build_once
 from rft.models.vocab import REASONING_TAGS, corpus
 from rft.paths import models_cache
 
@@ -359,24 +356,7 @@ def arch_model_dir(name: str) -> Path:
 
 def ensure_arch_model(name: str) -> Path:
     """The cached seed-0 build of `name`, built on first use (safe under races)."""
-    final = arch_model_dir(name)
-    if (final / BUILD_INFO).exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
-        if (final / BUILD_INFO).exists():
-            return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            build_arch_model(name, tmp, seed=0)
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / BUILD_INFO).exists():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_once(arch_model_dir(name), lambda out: build_arch_model(name, out, seed=0))
 
 
 def main(argv: list[str] | None = None) -> None:

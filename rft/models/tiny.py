@@ -363,17 +363,23 @@ def tiny_model_dir(arch: str, size: str = "tiny") -> Path:
 
 def ensure_tiny_model(arch: str, size: str = "tiny") -> Path:
     """The cached seed-0 model of `arch`/`size`, built on first use (safe under races)."""
-    final = tiny_model_dir(arch, size)
+    return build_once(tiny_model_dir(arch, size), lambda out: build_tiny_model(arch, out, size=size, seed=0))
+
+
+def build_once(final: Path, build) -> Path:
+    """`final`, written by `build(folder)` unless a finished build (its BUILD_INFO) is there:
+    under a file lock (another process may be building it right now), into a temporary folder
+    renamed into place, so a half-written build is never seen."""
     if (final / BUILD_INFO).exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / BUILD_INFO).exists():
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            build_tiny_model(arch, tmp, size=size, seed=0)
+            build(tmp)
             os.rename(tmp, final)  # atomic; fails if another host on a shared disk won the race
         except OSError:
             if not (final / BUILD_INFO).exists():
