@@ -98,6 +98,33 @@ def _stop_jobs(head: Head) -> None:
             client.stop_job(job.submission_id)
 
 
+@contextlib.contextmanager
+def serving(head: Head):
+    """Hold `head` open; afterwards stop its jobs, then the head, and remove its temp dir."""
+    try:
+        yield head
+    finally:
+        try:
+            _stop_jobs(head)
+        finally:
+            _stop_head(head.process)
+            shutil.rmtree(head.temp_dir, ignore_errors=True)
+
+
+def sweep_command(head: Head, sweep_dir: Path, points: list[str], *extra: str) -> list[str]:
+    """`rft.launch -m` arguments for a sweep of `points` through the `ray_jobs` launcher on `head`."""
+    return [
+        "rft.launch",
+        "-m",
+        "hydra/launcher=ray_jobs",
+        *points,
+        f"cluster.address={head.url}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.launcher.poll_s=1",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def ray_head():
     """A real Ray head (dashboard and job server on 127.0.0.1), shared by the Ray Jobs tests."""
@@ -108,14 +135,8 @@ def ray_head():
     except ClusterUnreachable as err:  # e.g. a job agent that failed: one more head, the reason kept
         warnings.warn(f"replacing a Ray head that could not take jobs: {err}", stacklevel=1)
         head = _start_head()
-    try:
+    with serving(head):
         yield head
-    finally:
-        try:
-            _stop_jobs(head)
-        finally:
-            _stop_head(head.process)
-            shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jobs.conftest import sweep_command
 
 from rft.jobs.sweep import SWEEP_FILE, SweepState
 
@@ -27,19 +28,6 @@ TINY_RL = [
 ]  # fmt: skip
 # The same job made long, for tests that stop it: it stays RUNNING for minutes.
 LONG_RL = [o for o in TINY_RL if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=1000", "tracking.sinks=[jsonl]"]
-
-
-def _sweep(head, sweep_dir: Path, points: list[str], *extra: str) -> list[str]:
-    return [
-        "rft.launch",
-        "-m",
-        "hydra/launcher=ray_jobs",
-        *points,
-        f"cluster.address={head.url}",
-        f"hydra.sweep.dir={sweep_dir}",
-        "hydra.launcher.poll_s=1",
-        *extra,
-    ]
 
 
 def _jobs(head) -> dict[str, str]:
@@ -79,7 +67,7 @@ def test_the_head_listens_on_loopback_and_wants_the_token(ray_head):
 def test_two_point_sweep_of_the_tiny_rl_job_succeeds(ray_head, job_env, run_rft, tiny_model, tmp_path):
     sweep_dir = tmp_path / "sweep"
     start = time.monotonic()
-    done = run_rft(_sweep(ray_head, sweep_dir, [*TINY_RL, "algo.lr=1e-6,2e-6"]), job_env, timeout=900)
+    done = run_rft(sweep_command(ray_head, sweep_dir, [*TINY_RL, "algo.lr=1e-6,2e-6"]), job_env, timeout=900)
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     points = SweepState.load(sweep_dir / SWEEP_FILE).points
@@ -98,9 +86,9 @@ def test_two_point_sweep_of_the_tiny_rl_job_succeeds(ray_head, job_env, run_rft,
 
 def test_sweep_with_an_invalid_point_submits_nothing(ray_head, job_env, run_rft, tmp_path):
     before = _jobs(ray_head)
-    schema = run_rft(_sweep(ray_head, tmp_path / "a", [*TINY_RL, "algo.lr=1e-6,abc"]), job_env, timeout=120)
+    schema = run_rft(sweep_command(ray_head, tmp_path / "a", [*TINY_RL, "algo.lr=1e-6,abc"]), job_env, timeout=120)
     assert schema.returncode != 0 and "algo.lr=abc" in schema.stdout + schema.stderr
-    checks = run_rft(_sweep(ray_head, tmp_path / "b", [*TINY_RL, "algo.beta=0,-1"]), job_env, timeout=120)
+    checks = run_rft(sweep_command(ray_head, tmp_path / "b", [*TINY_RL, "algo.beta=0,-1"]), job_env, timeout=120)
     message = checks.stdout + checks.stderr
     assert checks.returncode != 0 and "nothing was submitted" in message
     assert "#1 [" in message and "algo.beta=-1" in message and "algo.beta: must be >= 0" in message
@@ -110,7 +98,7 @@ def test_sweep_with_an_invalid_point_submits_nothing(ray_head, job_env, run_rft,
 
 def test_failing_points_are_reported_with_their_log_tail(ray_head, job_env, run_rft, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    done = run_rft(_sweep(ray_head, sweep_dir, [*TINY_RL, "model.path=/nonexistent/a,/nonexistent/b"]), job_env, timeout=300)
+    done = run_rft(sweep_command(ray_head, sweep_dir, [*TINY_RL, "model.path=/nonexistent/a,/nonexistent/b"]), job_env, timeout=300)
     assert done.returncode != 0
     points = SweepState.load(sweep_dir / SWEEP_FILE).points
     assert [p.status for p in points] == ["FAILED", "FAILED"]  # the first failure did not stop the second
@@ -122,7 +110,7 @@ def test_failing_points_are_reported_with_their_log_tail(ray_head, job_env, run_
 
 def test_ctrl_c_stops_the_sweeps_jobs(ray_head, job_env, wait_until, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", *_sweep(ray_head, sweep_dir, [*LONG_RL, "algo.lr=1e-6,2e-6"])]
+    command = [sys.executable, "-m", *sweep_command(ray_head, sweep_dir, [*LONG_RL, "algo.lr=1e-6,2e-6"])]
     # Default SIGINT handling in the child even when this test runs where SIGINT is ignored.
     process = subprocess.Popen(command, cwd=REPO, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
@@ -141,7 +129,7 @@ def test_ctrl_c_stops_the_sweeps_jobs(ray_head, job_env, wait_until, tmp_path):
 
 def test_wait_false_returns_after_submitting(ray_head, job_env, run_rft, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    done = run_rft(_sweep(ray_head, sweep_dir, [*LONG_RL, "algo.lr=1e-6,2e-6"], "hydra.launcher.wait=false"), job_env, timeout=120)
+    done = run_rft(sweep_command(ray_head, sweep_dir, [*LONG_RL, "algo.lr=1e-6,2e-6"], "hydra.launcher.wait=false"), job_env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     points = SweepState.load(sweep_dir / SWEEP_FILE).points
     client = ray_head.client()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jobs.conftest import sweep_command
 
 from rft.jobs.sweep import SWEEP_FILE, SweepState
 
@@ -29,16 +30,7 @@ COMPUTED = ("reward/", "response_length/", "entropy", "grad_norm", "loss", "kl",
 
 
 def _sweep(head, sweep_dir: Path, *args: str) -> list[str]:
-    return [
-        "rft.launch",
-        "-m",
-        "hydra/launcher=ray_jobs",
-        *TINY_POINT,
-        f"cluster.address={head.url}",
-        f"hydra.sweep.dir={sweep_dir}",
-        "hydra.launcher.poll_s=1",
-        *args,
-    ]
+    return sweep_command(head, sweep_dir, TINY_POINT, *args)
 
 
 def _computed(metrics: dict) -> dict:
