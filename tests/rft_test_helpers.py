@@ -36,6 +36,29 @@ TINY_RL = [
 EASY_COUNTING = ["++task.synth.max_objects=2", "++task.synth.ood_min_objects=3", "++task.synth.ood_max_objects=4"]
 
 
+# A run whose weights move at every step: the random tiny model scores 0 on counting (no
+# advantage, no gradient), but the length term differs between any two completions, lr 1e-3
+# changes the weights, and fp32 on both sides makes the engine/learner log-prob gap measurable.
+MOVING = ["+reward.weights.length=1.0", "algo.lr=1e-3", "model.dtype=float32"]
+
+# Mean |engine - learner| log-prob of the sampled tokens, both in fp32: measured 2.1-2.6e-7 per
+# step (vLLM and HF engines). A planted sync that exported but never loaded gave 0.35 at step 2.
+LOGPROB_GAP_TOL = 1e-4
+
+
+def assert_every_step_moves_and_is_synced(rows: list[dict], steps: list[int], synced: bool = True) -> None:
+    """Every step of `rows` (a run's metrics) trained on a gradient, and (`synced`) the engine
+    sampled with the learner's weights: at step 1 the weights both loaded, after that the ones
+    the previous step's sync pushed. (`synced=False` for off-policy runs, whose old log-probs are
+    the engine's own, so the gap reads 0 by construction.)"""
+    steps_rows = [row for row in rows if "reward/mean" in row]
+    assert [row["step"] for row in steps_rows] == steps
+    for row in steps_rows:
+        assert row["grad_norm"] > 0 and row["skipped_update"] == 0, row
+        if synced:
+            assert row["rollout/logprob_gap"] < LOGPROB_GAP_TOL, row
+
+
 def read_metrics(run_dir) -> list[dict]:
     import json
     from pathlib import Path

@@ -1,6 +1,7 @@
 """The trainer's pure pieces without Ray: the epoch sampler, the step rows, the result.json schema,
-the optimised metric, and the stage runner's status logic (with a stage object standing in for a
-trainer; the real trainers run through the same runner in test_trainer_sft/rl)."""
+the optimised metric, the stage runner's status logic (with a stage object standing in for a
+trainer; the real trainers run through the same runner in test_trainer_sft/rl), and the RL
+controller's dynamic-sampling refills (with scripted generation rounds)."""
 
 from __future__ import annotations
 
@@ -181,3 +182,53 @@ def test_ctrl_c_marks_the_stage_killed(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_stage(stage, (("reward/mean",), Direction.maximize))
     assert stage.status == RunStatus.KILLED and not (tmp_path / RESULT_FILE).exists()
+
+
+# ---- dynamic sampling (DAPO): the refill rounds of the controller -------------------------------
+class _ScriptedRounds:
+    """The controller's `_rollouts` with generation replaced by scripted rounds of rewards (one
+    list of per-completion rewards per group); the end-to-end DAPO run moves every group, so the
+    zero-variance refills are checked here."""
+
+    def __init__(self, rounds: list[list[list[float]]], max_refill_rounds: int):
+        from rft_test_helpers import TINY_RL, compose
+
+        from rft.algo import AlgoSettings
+        from rft.trainer.rl import RLTrainer
+
+        cfg = compose(TINY_RL + ["algo=dapo", f"algo.max_refill_rounds={max_refill_rounds}"])
+        self.trainer = RLTrainer.__new__(RLTrainer)
+        self.trainer.cfg, self.trainer.prefetch = cfg, None
+        self.trainer.algo = AlgoSettings.from_config(cfg.algo, max_completion_len=cfg.rollout.max_tokens)
+        self.trainer._generate = self._generate
+        self.rounds, self.asked = list(rounds), []
+
+    def _generate(self, count: int, group_offset: int):
+        from rft.types import PromptItem
+
+        self.asked.append(count)
+        groups = self.rounds.pop(0)[:count]
+        items = [PromptItem(uid=f"p{group_offset + g}", group=group_offset + g, prompt_text="", images=[], solution="1") for g in range(len(groups))]
+        completions = [
+            Completion(group=item.group, sample=i, token_ids=[1], text="", logprobs=[], finish_reason="stop", rewards={"total": r})
+            for item, rewards in zip(items, groups)
+            for i, r in enumerate(rewards)
+        ]
+        return items, completions, {"generate_s": 1.0}
+
+
+def test_zero_variance_groups_are_dropped_and_refilled():
+    flat, moving = [1.0, 1.0], [0.0, 1.0]
+    script = _ScriptedRounds([[flat, moving], [moving]], max_refill_rounds=3)
+    items, completions, timings, counts = script.trainer._rollouts()
+    assert script.asked == [2, 1] and [i.group for i in items] == [1, 2]
+    assert counts == {"dynamic_sampling_rounds": 2.0, "dynamic_sampling_kept_groups": 2.0} and timings["generate_s"] == 2.0
+    assert {c.group for c in completions} == {1, 2}
+
+
+def test_nothing_informative_after_every_round_trains_on_the_first_batch():
+    flat = [0.0, 0.0]
+    script = _ScriptedRounds([[flat, flat], [flat, flat]], max_refill_rounds=2)
+    items, completions, _, counts = script.trainer._rollouts()
+    assert script.asked == [2, 2] and [i.group for i in items] == [0, 1] and len(completions) == 4
+    assert counts == {"dynamic_sampling_rounds": 2.0, "dynamic_sampling_kept_groups": 0.0}
