@@ -244,6 +244,19 @@ class RolloutConfig:
     weight_sync: WeightSync = WeightSync.auto
 
 
+# Qwen2-VL / Qwen2.5-VL language-model linears; PEFT matches them by the end of a module's name,
+# so the vision tower's own `qkv`/`proj`/`fc1`/`fc2` stay out (rft.learner.lora).
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoRAConfig:
+    rank: int = 0  # 0: full fine-tuning; > 0: PEFT adapters of this rank on `target_modules`
+    alpha: float = 16.0  # the adapter's scale is alpha / rank
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+
+
 @dataclass
 class LearnerConfig:
     num_workers: int = 1
@@ -256,6 +269,7 @@ class LearnerConfig:
     gpus_per_worker: float = 0.0
     backend: DistBackend = DistBackend.auto
     max_bad_updates: int = 3  # NaN/inf updates in a row before the run stops
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
 @dataclass
@@ -435,6 +449,9 @@ BOUNDS: dict[str, Bound] = {
     "rollout.gpus_per_worker": AT_LEAST_0,
     "rollout.max_restarts": AT_LEAST_0,
     "learner.num_workers": AT_LEAST_1,
+    "learner.lora.rank": Bound(0, 512),  # vLLM serves adapters up to rank 512
+    "learner.lora.alpha": POSITIVE,
+    "learner.lora.dropout": Bound(0, 1, high_open=True),
     "learner.zero_stage": Bound(2, 3),
     "learner.micro_batch_tokens": AT_LEAST_1,
     "learner.cpus_per_worker": AT_LEAST_0,
@@ -544,6 +561,11 @@ def validate(cfg: DictConfig) -> None:
         cfg.trainer.optimized_metric is None or cfg.trainer.optimized_direction is not None,
         "trainer.optimized_direction",
         f"trainer.optimized_metric={cfg.trainer.optimized_metric} needs a direction: minimize or maximize",
+    )
+    _require(
+        cfg.learner.lora.rank == 0 or len(cfg.learner.lora.target_modules) > 0,
+        "learner.lora.target_modules",
+        "LoRA (learner.lora.rank > 0) needs at least one module name to adapt",
     )
     validate_mode(cfg)
     _check_bounds(cfg)  # after the checks above, which say more about their keys

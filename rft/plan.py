@@ -75,8 +75,6 @@ def what_fits_table() -> str:
     """Markdown: for each model and GPU set, full fine-tuning and LoRA (predicted)."""
     from dataclasses import replace
 
-    lora_exists = "lora" in compose_config(["stage=rl"]).learner
-    lora_note = "" if lora_exists else " (needs learner.lora, not yet)"
     header = ["model"] + [f"{hw} {kind}" for hw in TABLE_HARDWARE for kind in ("full", f"LoRA r={LORA_RANK}")]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in TABLE_MODELS:
@@ -86,7 +84,7 @@ def what_fits_table() -> str:
             shape = shape_of(model_config(str(cfg.model.path)))
             full = plan_memory(cfg, shape, hardware, model=model, advise=False)
             lora = plan_memory(replace(full.setup, lora_rank=LORA_RANK), shape, hardware, model=model, advise=False)
-            cells += [fits_cell(full), fits_cell(lora) + lora_note]
+            cells += [fits_cell(full), fits_cell(lora)]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

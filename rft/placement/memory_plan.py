@@ -277,7 +277,6 @@ class Setup:
 
         stage = str(cfg.stage.name)
         dtype = str(cfg.model.dtype)
-        lora = cfg.learner.get("lora") if hasattr(cfg.learner, "get") else None
         return cls(
             rl=stage in ("rl", "zero", "reason_rft"),
             learners=int(cfg.learner.num_workers),
@@ -301,7 +300,7 @@ class Setup:
             generations=int(cfg.algo.num_generations),
             vllm_in_process=is_deterministic(cfg) and not cfg.rollout.gpus_per_worker,
             shared_prefix=bool(cfg.learner.get("shared_prefix", False)),
-            lora_rank=int(lora.get("rank", 0) or 0) if lora is not None else 0,
+            lora_rank=int(cfg.learner.lora.rank),
         )
 
     @property
@@ -654,7 +653,7 @@ def candidate_changes(plan: Plan) -> list[tuple[str, Setup]]:
     if not s.freeze_vision:
         out.append(("model.freeze_vision=true", replace(s, freeze_vision=True)))
     if not s.lora_rank:
-        out.append(("learner.lora.rank=16 (LoRA: needs learner.lora, not in this build yet)", replace(s, lora_rank=16)))
+        out.append(("learner.lora.rank=16", replace(s, lora_rank=16)))
     spare = plan.hardware.gpus - sum(1 for d in plan.devices if d.name.startswith("GPU"))
     if s.learner_gpus > 0 and spare > 0:
         more = s.learners + spare
