@@ -244,8 +244,8 @@ class RolloutConfig:
     weight_sync: WeightSync = WeightSync.auto
 
 
-# Qwen2-VL / Qwen2.5-VL language-model linears; PEFT matches them by the end of a module's name,
-# so the vision tower's own `qkv`/`proj`/`fc1`/`fc2` stay out (rft.learner.lora).
+# Qwen2-VL / Qwen2.5-VL language-model linears, matched inside the language model only (Qwen2.5-VL
+# vision blocks have gate/up/down projections too; rft.learner.lora.target_regex).
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

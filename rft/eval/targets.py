@@ -2,6 +2,7 @@
 
 An entry is one of
   - a model folder (it holds `config.json`), a hub id or a `tiny:` spec (rft.models.loading);
+  - a LoRA adapter folder or checkpoint: evaluated as its merged model (`checkpoint_model`);
   - a training run folder: every `checkpoints/step_<N>/hf` under it, at any depth, so a
     reason_rft run gives `stage1_sft/step_<N>` and `stage2_rl/step_<N>` checkpoints.
 
@@ -23,11 +24,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rft.models.adapter import checkpoint_model, is_adapter_folder, merge_adapter
 from rft.models.loading import ModelNotFoundError, resolve_model_path
 
 PLAIN = "-"  # the checkpoint label of a plain model folder or hub id
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-_SKIP_DIRS = {"eval", "wandb", "mlruns", "artifacts", "deepspeed", "hf", "sync"}
+_SKIP_DIRS = {"eval", "wandb", "mlruns", "artifacts", "deepspeed", "hf", "adapter", "sync"}
 # config.json keys that a re-save changes without changing the architecture.
 _VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache", "architectures"}
 
@@ -64,9 +66,14 @@ def eval_targets(cfg: DictConfig) -> list[Target]:
 def expand_entry(key: str, entry: str, arch_hint: str | None = None) -> list[Target]:
     """One entry as targets: a model, or every checkpoint of a run folder."""
     local = Path(entry).expanduser()
-    if (local / "hf" / "config.json").is_file():  # a checkpoint folder, `.../step_<N>`
-        local = local / "hf"
-        return [Target(entry, *_plain_label(local), str(local.resolve()))]
+    if is_adapter_folder(local):  # a bare LoRA adapter: its merged model, made once beside it
+        merged = local / "merged"
+        if not (merged / "config.json").is_file():
+            merge_adapter(local, merged)
+        return [Target(entry, PLAIN, None, str(merged.resolve()))]
+    model = checkpoint_model(local)
+    if model is not None:  # a checkpoint folder, `.../step_<N>`
+        return [Target(entry, *_plain_label(model), str(model.resolve()))]
     if local.is_dir() and not (local / "config.json").is_file():
         found = run_checkpoints(local)
         if not found:
@@ -88,9 +95,10 @@ def run_checkpoints(run_dir: Path) -> list[tuple[str, int, Path]]:
         stage = "." if Path(root) == run_dir else Path(root).parent.relative_to(run_dir).as_posix()
         for step_dir in Path(root).iterdir():
             match = _STEP_DIR.match(step_dir.name)
-            if match and (step_dir / "hf" / "config.json").is_file():
+            model = checkpoint_model(step_dir) if match else None
+            if model is not None:
                 label = step_dir.name if stage == "." else f"{stage}/{step_dir.name}"
-                found.append((stage, int(match.group(1)), label, step_dir / "hf"))
+                found.append((stage, int(match.group(1)), label, model))
         dirs.clear()  # nothing to find inside a checkpoints folder's other entries
     return [(label, step, folder.resolve()) for _, step, label, folder in sorted(found)]
 

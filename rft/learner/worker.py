@@ -23,6 +23,9 @@ Compute goes where it counts (measured on the ~44 M bench model, 2 CPU cores: `r
   held in fp32 too and runs under the same autocast, so it scores exactly like the initial policy.
 - One rank (`learner.num_workers=1`) runs DeepSpeed without ZeRO (stage 0): partitioning one
   copy only adds hooks and gathers.
+- LoRA (`learner.lora.rank > 0`, `rft.learner.lora`): PEFT adapters around the loaded policy; the
+  reference is the same model with its adapters off; export, streaming and checkpoints carry
+  the adapter only.
 - Gradient checkpointing is decided by the model size (`rft.models.loading.wants_checkpointing`).
 - Shared prefix (`learner.shared_prefix`, default on): the completions of one prompt share one
   packed row (`rft.learner.batch`), so the prompt and the image run through the model once per
@@ -45,6 +48,7 @@ import torch
 
 from rft.algo.config import LossSettings
 from rft.learner.batch import FeatureCache, MicroBatch, collate_rows, micro_batch_rows
+from rft.learner.lora import LoRASettings
 from rft.tracking.stats import LEARNER_STATS, merge_stats
 from rft.types import TrainSample, vision_token_ids
 from rft.weights.errors import NonFiniteWeights
@@ -79,6 +83,7 @@ class LearnerSettings:
     backend: DistBackend
     seed: int
     shared_prefix: bool  # pack each prompt's completions into one row (rft.learner.batch)
+    lora: LoRASettings | None = None  # None or rank 0: full fine-tuning (rft.learner.lora)
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):
@@ -188,6 +193,10 @@ class LearnerWorker:
             self.settings.zero_stage = 0
         self.device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
         model, self.processor = self._load_policy()
+        if self.lora:  # adapters only train; the reference is this model with them off
+            from rft.learner.lora import wrap
+
+            model = wrap(model, self.settings.lora)
         trainable = [p for p in model.parameters() if p.requires_grad]
         scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(
             opt, _lr_lambda(self.settings.lr_scheduler, self.settings.warmup_steps, self.settings.total_steps)
@@ -196,8 +205,10 @@ class LearnerWorker:
         if self.settings.zero_stage == 0:
             self._clip_before_step(trainable)
         if self.settings.need_reference:
-            self.ref_engine = self._load_reference(deepspeed)
-        self.features = FeatureCache(self.processor, self.engine.module)
+            self.ref_engine = self.engine if self.lora else self._load_reference(deepspeed)
+        from rft.learner.lora import base_model
+
+        self.features = FeatureCache(self.processor, base_model(self.engine.module))
         self.shared_prefix = self._use_shared_prefix()
         # eager attention adds the mask to its scores: packed rows' mask goes in as 0 / dtype-min
         self.additive_mask = getattr(torch, self.dtype) if self.engine.module.config._attn_implementation == "eager" else None
@@ -307,6 +318,14 @@ class LearnerWorker:
     def logprobs(self, samples: list[TrainSample], which: str = "policy") -> list[list[float]]:
         """Per-token log-probs of each sample's completion under the policy or the reference."""
         module = self.engine if which == "policy" else self.ref_engine
+        if which != "policy" and self.lora:
+            from rft.learner.lora import adapters_off
+
+            with adapters_off(module):
+                return self._logprobs_of(module, samples)
+        return self._logprobs_of(module, samples)
+
+    def _logprobs_of(self, module, samples: list[TrainSample]) -> list[list[float]]:
         if module is None:
             raise RuntimeError("no reference model: it exists only when algo.beta > 0")
         was_training = module.training
@@ -444,12 +463,19 @@ class LearnerWorker:
         dtype = getattr(torch, str(self.settings.dtype))
         return {name: t.to(dtype) if t.is_floating_point() else t for name, t in state.items()}
 
+    @property
+    def lora(self) -> bool:
+        return self.settings.lora is not None and self.settings.lora.rank > 0
+
     def export_weights(self, folder: str) -> dict[str, float]:
-        """Write the current weights (checkpoint naming) as a complete checkpoint folder. Collective."""
+        """Write the current weights (checkpoint naming) as a complete checkpoint folder, or with
+        LoRA the adapter as an adapter folder. Collective."""
         from rft.models.loading import write_checkpoint_folder
 
         start = time.perf_counter()
         self._check_weights_finite()
+        if self.lora:
+            return {"bytes": float(self._write_adapter(folder)), "export_s": time.perf_counter() - start}
         state = self._in_engine_dtype(self.full_state_dict())
         size = 0
         if state is not None:  # a complete checkpoint: vLLM's reload re-points its config here
@@ -465,6 +491,11 @@ class LearnerWorker:
         if self.transfer is not None:
             self.transfer.shutdown()
         source = CheckpointWeightSource(self.engine.module, self.settings.zero_stage)
+        if self.lora:
+            from rft.learner.lora import adapter_config, adapter_params
+            from rft.weights.stream import AdapterWeightSource
+
+            source = AdapterWeightSource(adapter_params(self.engine), adapter_config(self.engine), self.settings.zero_stage)
         self.transfer = open_transfer(backend, self.rank, master_address, master_port, world_size, client, source)
 
     def send_weights(self) -> dict[str, float]:
@@ -493,9 +524,19 @@ class LearnerWorker:
         from rft.learner.export import write_hf_checkpoint
 
         self.engine.save_checkpoint(os.path.join(folder, "deepspeed"), tag="state")
+        if self.lora:  # the adapter; `python -m rft.models.merge` makes a full model of it
+            self._write_adapter(os.path.join(folder, "adapter"))
+            return
         state = self.full_state_dict()
         if state is not None:
             write_hf_checkpoint(state, self.engine.module.config, self.processor, self.settings.model_path, os.path.join(folder, "hf"))
+
+    def _write_adapter(self, folder: str) -> int:
+        """The adapter as an adapter folder, on rank 0; its weights' size in bytes. Collective."""
+        from rft.learner.lora import adapter_config, gathered_state, write_adapter
+
+        state = gathered_state(self.engine, self.settings.zero_stage, self.rank)
+        return write_adapter(state, adapter_config(self.engine), folder) if state is not None else 0
 
     def load(self, folder: str) -> None:
         path, _ = self.engine.load_checkpoint(os.path.join(folder, "deepspeed"), tag="state")

@@ -324,17 +324,17 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.j
 WEIGHTS_FILE = "model.safetensors"
 
 
-def write_safetensors(weights: dict, folder: str | os.PathLike) -> int:
-    """`weights` as `folder/model.safetensors`, written beside and renamed into place so that a
-    reader never sees half of it. Returns the file's size in bytes."""
+def write_safetensors(weights: dict, folder: str | os.PathLike, name: str = WEIGHTS_FILE) -> int:
+    """`weights` as `folder/<name>` (model.safetensors), written beside and renamed into place so
+    that a reader never sees half of it. Returns the file's size in bytes."""
     from safetensors.torch import save_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    partial = out / f".{WEIGHTS_FILE}.partial"
+    partial = out / f".{name}.partial"
     save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(partial), metadata={"format": "pt"})
-    os.replace(partial, out / WEIGHTS_FILE)
-    return (out / WEIGHTS_FILE).stat().st_size
+    os.replace(partial, out / name)
+    return (out / name).stat().st_size
 
 
 def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir: str | os.PathLike) -> Path:

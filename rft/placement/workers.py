@@ -24,6 +24,7 @@ from ray.util.placement_group import remove_placement_group
 
 from rft.config import rollout_max_model_len
 from rft.learner.group import LearnerGroup
+from rft.learner.lora import LoRASettings
 from rft.learner.worker import LearnerSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
 from rft.placement.determinism import actor_env, is_deterministic, make_actors_deterministic, rollout_env
@@ -51,6 +52,7 @@ def engine_settings(cfg: DictConfig, model_path: str, seed: int, weight_sync: We
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         enable_sleep_mode=cfg.cluster.colocate and cfg.rollout.gpus_per_worker > 0,
         weight_transfer_backend=vllm_backend(weight_sync),
+        max_lora_rank=cfg.learner.lora.rank,
     )
 
 
@@ -77,7 +79,13 @@ def learner_settings(cfg: DictConfig, model_path: str, *, sft: bool, total_steps
         need_reference=need_reference,
         backend=cfg.learner.backend,
         seed=cfg.trainer.seed,
+        lora=lora_settings(cfg),
     )
+
+
+def lora_settings(cfg: DictConfig) -> LoRASettings:
+    lora = cfg.learner.lora
+    return LoRASettings(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=tuple(lora.target_modules))
 
 
 def _bundles(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[dict[str, float]], list[int], list[int]]:

@@ -161,6 +161,10 @@ class RolloutGroup:
         self.version, self._folder = version, None
         ray.get([w.set_weight_version.remote(version) for w in self.workers])
 
+    def received_bytes(self) -> int:
+        """Bytes of weights the latest update brought to each engine (the least of them)."""
+        return min(ray.get([w.last_received_bytes.remote() for w in self.workers]))
+
     def nodes(self) -> set[str]:
         """IP addresses of the nodes the rollout actors run on."""
         return {info["node"] for info in ray.get([w.health.remote() for w in self.workers])}

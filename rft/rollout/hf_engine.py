@@ -2,6 +2,7 @@
 
 Useful where vLLM is not available or for debugging; slower on anything but tiny models.
 The processor applies the model's pixel budget, so prompts tokenise exactly as the learner's.
+With LoRA, weight versions arrive as adapter folders, applied with PEFT over the base model.
 """
 
 from __future__ import annotations
@@ -88,9 +89,15 @@ class HFEngine:
         logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, prompt_len - 1 : -1]
         return logits.float().log_softmax(-1).gather(-1, torch.tensor(completion_token_ids)[:, None])[:, 0].tolist()
 
-    def load_weights(self, folder: str) -> None:
+    def load_weights(self, folder: str) -> int:
+        """Take the weights in `folder` (a checkpoint, or a LoRA adapter applied to the base
+        model); the bytes read."""
+        from rft.models.adapter import adapter_bytes, is_adapter_folder, load_adapter_weights
         from rft.models.loading import checkpoint_state_dict
 
+        if is_adapter_folder(folder):
+            self.model = load_adapter_weights(self.model, folder).eval()
+            return adapter_bytes(folder)
         loaded: dict[str, torch.Tensor] = {}
         for file in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
             loaded.update(load_file(file))
@@ -101,6 +108,7 @@ class HFEngine:
         with torch.no_grad():
             for name, tensor in targets.items():
                 tensor.copy_(loaded[name].to(tensor.dtype))
+        return sum(os.path.getsize(file) for file in glob.glob(os.path.join(folder, "*.safetensors")))
 
     def sleep(self) -> None:  # nothing to free: the HF engine holds no KV cache between calls
         pass

@@ -10,6 +10,12 @@ caches (see `rft.weights.vllm_worker`; stale image embeddings otherwise survive 
 With `weight_transfer_backend` set, the engine also takes weights streamed by a trainer through
 vLLM's weight-transfer API (`init_weight_transfer`, then per update `start_weight_update`,
 `update_weights`, `finish_weight_update`; see `rft.weights`).
+
+LoRA (`max_lora_rank > 0`): the engine is started with `enable_lora` and serves one adapter at a
+time; each weight version arrives as an adapter folder (`rft.models.adapter`), by path or written
+here by the gloo receiver, and becomes a new `LoRARequest` (loaded at once, the previous one
+removed), which every `generate` and `score` call then carries. The base weights never change.
+Both update paths return the bytes of weights this engine received.
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ def _vllm_input(item: PromptItem) -> dict[str, Any]:
         images = open_images(item.images)
         request["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
     return request
+
+
+def lora_options(max_lora_rank: int) -> dict[str, Any]:
+    """`LLM` arguments for serving adapters up to `max_lora_rank` (none when 0): one adapter at a
+    time, the smallest rank vLLM offers that holds it."""
+    if max_lora_rank <= 0:
+        return {}
+    from typing import get_args
+
+    from vllm.config.lora import MaxLoRARanks
+
+    offered = next(rank for rank in get_args(MaxLoRARanks) if rank >= max_lora_rank)
+    return {"enable_lora": True, "max_lora_rank": offered, "max_loras": 1}
 
 
 def _sampled_logprobs(output) -> list[float]:
@@ -68,6 +87,7 @@ class VLLMEngine:
         gpu_memory_utilization: float = 0.4,
         enable_sleep_mode: bool = False,
         weight_transfer_backend: str | None = None,
+        max_lora_rank: int = 0,
     ):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))
         from vllm import LLM
@@ -87,7 +107,10 @@ class VLLMEngine:
             worker_extension_cls=WORKER_EXTENSION,  # weight reload that keeps tied heads right
             weight_transfer_config={"backend": weight_transfer_backend} if weight_transfer_backend else None,
             use_tqdm_on_load=False,  # a progress bar per weight reload, i.e. per training step
+            **lora_options(max_lora_rank),
         )
+        self.adapter = None  # the LoRARequest of the weight version being served (LoRA only)
+        self.adapters_loaded = 0
         # Per-request seeds make sampling reproducible request by request, but on CPU vLLM 0.32
         # crashes when it rewinds a seeded request's generator after a split prefill ("CPU
         # Generator does not use offset"); there the engine-wide `seed` alone is used, and an
@@ -121,7 +144,7 @@ class VLLMEngine:
             import torch
 
             torch.manual_seed(sampling.seed)
-        outputs = self.llm.generate([_vllm_input(item) for item in items], params, use_tqdm=False)
+        outputs = self.llm.generate([_vllm_input(item) for item in items], params, use_tqdm=False, lora_request=self.adapter)
         completions = []
         for item, request in zip(items, outputs):
             for index, out in enumerate(request.outputs):
@@ -150,15 +173,40 @@ class VLLMEngine:
         request = {k: v for k, v in _vllm_input(item).items() if k != "prompt"}
         request["prompt_token_ids"] = unexpanded + list(completion_token_ids)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        out = self.llm.generate([request], params, use_tqdm=False)[0]
+        out = self.llm.generate([request], params, use_tqdm=False, lora_request=self.adapter)[0]
         start = len(out.prompt_token_ids) - len(completion_token_ids)
         scored = out.prompt_logprobs[start:]
         return [step[token].logprob for token, step in zip(completion_token_ids, scored)]
 
-    def load_weights(self, folder: str) -> None:
-        from rft.weights.vllm_worker import reload_vllm_weights
+    def load_weights(self, folder: str) -> int:
+        """Serve the weights in `folder` (a checkpoint, or an adapter); the bytes read."""
+        from rft.models.adapter import adapter_bytes, is_adapter_folder
+        from rft.weights.vllm_worker import reload_vllm_weights, weight_file_bytes
 
+        if is_adapter_folder(folder):
+            self.serve_adapter(folder)
+            return adapter_bytes(folder)
         reload_vllm_weights(self.llm, folder)
+        self.stop_adapter()  # a whole model (e.g. a merged one) replaces base and adapter alike
+        return weight_file_bytes(folder)
+
+    def stop_adapter(self) -> None:
+        if self.adapter is not None:
+            self.llm.llm_engine.remove_lora(self.adapter.lora_int_id)
+            self.adapter = None
+
+    def serve_adapter(self, folder: str) -> None:
+        """The adapter in `folder` as this engine's adapter from now on (a new LoRARequest)."""
+        from vllm.lora.request import LoRARequest
+
+        if self.llm.llm_engine.vllm_config.lora_config is None:
+            raise RuntimeError(f"{folder} holds a LoRA adapter, but the engine was started without LoRA (max_lora_rank=0)")
+        self.adapters_loaded += 1
+        previous, self.adapter = self.adapter, LoRARequest(f"v{self.adapters_loaded}", self.adapters_loaded, str(folder))
+        self.llm.llm_engine.add_lora(self.adapter)  # read now: the folder may go once the next version lands
+        if previous is not None:
+            self.llm.llm_engine.remove_lora(previous.lora_int_id)
+        self.llm.reset_prefix_cache()
 
     # ---- weight-transfer API (`rollout.weight_sync=gloo|nccl|ipc`, see rft.weights.gloo) ----
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
@@ -168,12 +216,25 @@ class VLLMEngine:
         self.llm.start_weight_update()
 
     def update_weights(self, update_info: dict[str, Any]) -> None:
+        from rft.weights.gloo import with_adapter_dir
+
+        update_info, self.streamed_adapter = with_adapter_dir(update_info, self.adapters_loaded + 1)
         self.llm.update_weights({"update_info": update_info})
 
-    def finish_weight_update(self) -> None:
+    def finish_weight_update(self) -> int:
+        """End a streamed update; the bytes received (an adapter is served from now on)."""
         from rft.weights.vllm_worker import finish_transferred_update
 
-        finish_transferred_update(self.llm)
+        received = finish_transferred_update(self.llm)
+        adapter, self.streamed_adapter = getattr(self, "streamed_adapter", None), None
+        if adapter is not None:
+            from pathlib import Path
+
+            from rft.weights.folder import drop_other_versions
+
+            self.serve_adapter(adapter)
+            drop_other_versions(Path(adapter).parent, keep=Path(adapter))
+        return received
 
     def shutdown_weight_transfer(self) -> None:
         self.llm.shutdown_weight_transfer_engine()

@@ -41,6 +41,7 @@ class EngineSettings:
     gpu_memory_utilization: float
     enable_sleep_mode: bool
     weight_transfer_backend: str | None  # vLLM backend for rollout.weight_sync=gloo|nccl|ipc
+    max_lora_rank: int = 0  # > 0: weight versions arrive as LoRA adapters of up to this rank
 
 
 def engine_dtype(dtype: DType) -> str:
@@ -73,6 +74,7 @@ def build_engine(settings: EngineSettings):
         gpu_memory_utilization=settings.gpu_memory_utilization,
         enable_sleep_mode=settings.enable_sleep_mode,
         weight_transfer_backend=settings.weight_transfer_backend,
+        max_lora_rank=settings.max_lora_rank,
         **kwargs,
     )
 
@@ -111,6 +113,7 @@ class RolloutWorker:
         self.scorer = WeightedReward(dict(reward_weights), num_workers=reward_workers)
         self.reward_options = dict(reward_options)
         self.weight_version = 0
+        self.received_bytes = 0  # of weights in the latest update, as this engine received them
 
     def health(self) -> dict[str, Any]:
         import ray
@@ -149,7 +152,7 @@ class RolloutWorker:
 
     def load_weights(self, folder: str, version: int) -> float:
         start = time.perf_counter()
-        self.engine.load_weights(folder)
+        self.received_bytes = self.engine.load_weights(folder)
         self.weight_version = version
         return time.perf_counter() - start
 
@@ -164,7 +167,10 @@ class RolloutWorker:
         self.engine.update_weights(update_info)
 
     def finish_weight_update(self) -> None:
-        self.engine.finish_weight_update()
+        self.received_bytes = self.engine.finish_weight_update()
+
+    def last_received_bytes(self) -> int:
+        return self.received_bytes
 
     def shutdown_weight_transfer(self) -> None:
         self.engine.shutdown_weight_transfer()

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rft.data.splits import DataSplits
+from rft.models.adapter import checkpoint_model
 from rft.tasks import PromptStyle
 from rft.tracking import make_tracker
 from rft.tracking.result import RESULT_FILE, RunResult, read_result
@@ -40,7 +41,7 @@ def stage_one_model(stage1_dir: Path) -> Path:
     result = read_result(stage1_dir)
     if result is None or not result.checkpoint:
         raise StageOneMissing(f"stage 1 has not finished: {stage1_dir / RESULT_FILE} does not exist or names no checkpoint")
-    hf = Path(result.checkpoint) / "hf"
+    hf = checkpoint_model(result.checkpoint) or Path(result.checkpoint) / "hf"  # LoRA: merged once
     if not (hf / "config.json").exists():
         raise StageOneMissing(f"stage 1's model folder {hf} is missing or holds no config.json")
     return hf

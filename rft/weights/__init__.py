@@ -14,6 +14,12 @@ calls the check):
 - `nccl` / `ipc` (GPU; `auto` picks ipc when learners and engines share GPUs, else nccl):
   vLLM's own weight-transfer backends behind the same handshake.
 
+LoRA (`learner.lora.rank > 0`): every mode moves the adapter only. `folder` writes an adapter
+folder that each engine serves as a new LoRARequest; `gloo` streams the adapter's tensors, which
+the engine's receiver writes as such a folder (`rft.weights.gloo`); vLLM's nccl/ipc receivers
+load model weights only, so LoRA on GPUs streams over gloo. The bytes a push reports are those
+each engine counted on arrival (weight files read, buffers received), not the sender's metadata.
+
 Where each piece runs:
 
 - controller: `sync` (the component, and `EngineTransferClient`, the handshake's control plane,

@@ -93,6 +93,8 @@ class TensorListUpdateInfo(WeightTransferUpdateInfo):
     dtype_names: list[str]
     shapes: list[list[int]]
     bucket_bytes: int = BUCKET_BYTES
+    adapter_config: dict | None = None  # LoRA: the tensors are this adapter's, not the model's
+    adapter_dir: str | None = None  # where the receiving engine writes the adapter (with_adapter_dir)
 
     @property
     def dtypes(self) -> list[torch.dtype]:
@@ -119,15 +121,19 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, TensorListUpda
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.group = None
+        self.reloading = False  # a layerwise reload of the model's own weights is open
+        self.received_bytes = 0  # in the current (or last) update
+        self.received_adapter = False
 
     def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
         rank = worker_rank(self.parallel_config, init_info.rank_offset)
         self.group = open_gloo_group(init_info.master_address, init_info.master_port, rank, init_info.world_size, init_info.timeout_s)
 
     def start_weight_update(self) -> None:
-        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
-
-        initialize_layerwise_reload(self.model)
+        # The layerwise reload opens with the first model tensor (`_load`): an adapter update
+        # leaves the model's weights alone.
+        self.received_bytes = 0
+        self.received_adapter = False
 
     def update_weights(self, update_info: dict[str, Any]) -> None:
         # The base class ends with `torch.accelerator.synchronize()`, which fails without one;
@@ -138,19 +144,68 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, TensorListUpda
         if self.group is None:
             raise RuntimeError("weight transfer not initialised: call init_weight_transfer_engine first")
         dtypes, shapes = update_info.dtypes, update_info.shapes
+        adapter: dict[str, torch.Tensor] = {}
         for bucket in weight_buckets(dtypes, shapes, update_info.bucket_bytes):
             flat = torch.empty(sum(math.prod(shapes[i]) for i in bucket), dtype=dtypes[bucket[0]])
             self.group.broadcast(flat, 0).wait()
+            self.received_bytes += flat.numel() * flat.element_size()
             tensors = unpack_bucket(flat, [shapes[i] for i in bucket])
-            self.model.load_weights([(update_info.names[i], tensor.to(self.device)) for i, tensor in zip(bucket, tensors)])
+            named = [(update_info.names[i], tensor) for i, tensor in zip(bucket, tensors)]
+            if update_info.adapter_config is not None:
+                adapter.update((name, tensor.clone()) for name, tensor in named)
+            else:
+                self._load([(name, tensor.to(self.device)) for name, tensor in named])
+        if update_info.adapter_config is not None:
+            self._write_adapter(adapter, update_info)
+
+    def _load(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        if not self.reloading:
+            from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+            initialize_layerwise_reload(self.model)
+            self.reloading = True
+        self.model.load_weights(weights)
+
+    def _write_adapter(self, state: dict[str, torch.Tensor], update_info: TensorListUpdateInfo) -> None:
+        """The received adapter as an adapter folder where the engine asked for it (first worker
+        only: the others received the same tensors)."""
+        import json
+        from pathlib import Path
+
+        from rft.models.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+        from rft.models.loading import write_safetensors
+
+        self.received_adapter = True
+        if worker_rank(self.parallel_config, 0) != 0:
+            return
+        out = Path(update_info.adapter_dir)
+        write_safetensors(state, out, name=ADAPTER_WEIGHTS)
+        (out / ADAPTER_CONFIG).write_text(json.dumps(update_info.adapter_config))  # last: complete
 
     def finish_weight_update(self) -> None:
+        if not self.reloading:
+            return
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
         finalize_layerwise_reload(self.model, self.model_config)
+        self.reloading = False
 
     def shutdown(self) -> None:
         self.group = None
+
+
+def with_adapter_dir(update_info: dict[str, Any], version: int) -> tuple[dict[str, Any], str | None]:
+    """Engine side, before the update: an adapter update (`adapter_config` set) gets the local
+    folder the engine's workers write it into, `<sync_root>/rft-adapter-<pid>/v<version>`.
+    Returns the update info and that folder (None for the model's own weights)."""
+    if update_info.get("adapter_config") is None:
+        return update_info, None
+    import os
+
+    from rft.weights.folder import sync_root
+
+    folder = str(sync_root() / f"rft-adapter-{os.getpid()}" / f"v{version}")
+    return dict(update_info, adapter_dir=folder), folder
 
 
 def register() -> None:

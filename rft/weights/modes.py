@@ -42,9 +42,17 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(f"{KEY}: {message}")
 
 
+def _lora(cfg: DictConfig) -> bool:
+    return cfg.learner.lora.rank > 0
+
+
 def validate_mode(cfg: DictConfig) -> None:
     """ConfigError naming `rollout.weight_sync` when the asked-for mode cannot run here."""
     mode = WeightSync(cfg.rollout.weight_sync)
+    _require(
+        not (_lora(cfg) and mode in (WeightSync.nccl, WeightSync.ipc)),
+        f"{mode.value} loads model weights only; a LoRA adapter (learner.lora.rank > 0) streams over gloo (a few MB) or goes by folder",
+    )
     if mode in STREAMED:
         _require(_uses_vllm(cfg), f"{mode.value} streams weights into vLLM engines; rollout.engine=hf takes weight_sync=folder")
     if mode in (WeightSync.nccl, WeightSync.ipc):
@@ -58,12 +66,15 @@ def validate_mode(cfg: DictConfig) -> None:
 
 def resolve_mode(cfg: DictConfig) -> WeightSync:
     """`rollout.weight_sync` with `auto` resolved: on GPU vLLM engines ipc when colocated and
-    nccl when not; folder otherwise."""
+    nccl when not (gloo with LoRA: the adapter is small, and vLLM's receivers load model weights
+    only); folder otherwise."""
     mode = WeightSync(cfg.rollout.weight_sync)
     if mode != WeightSync.auto:
         return mode
     if not (on_gpus(cfg) and _uses_vllm(cfg)):
         return WeightSync.folder
+    if _lora(cfg):
+        return WeightSync.gloo
     return WeightSync.ipc if cfg.cluster.colocate else WeightSync.nccl
 
 

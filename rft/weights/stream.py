@@ -7,6 +7,10 @@ vLLM itself for nccl and ipc); it runs on the learner ranks:
   vLLM loads (`model.*`, `visual.*`, no tied `lm_head`). Under ZeRO-3 each parameter is gathered
   on its own, on every rank in the same order (the gather is collective), so no rank ever holds
   the whole model at once.
+- `AdapterWeightSource` (LoRA): the same over the adapter's weights only, under PEFT's saved
+  names, with the adapter's config in the update info; the gloo receiver writes them as an
+  adapter folder that the engine then serves (`rft.weights.gloo`). vLLM's own nccl/ipc receivers
+  load model weights only, so LoRA streams over gloo (`rft.config.validate` says so).
 - `GlooTrainerWeightTransferEngine`: the sender for `rft_gloo`, the same handshake as vLLM's
   `NCCLTrainerWeightTransferEngine` with torch's gloo broadcast, tensors packed into buckets.
 - `open_transfer`: rendezvous with the engines through a `VLLMWeightSyncClient`, for any
@@ -74,6 +78,16 @@ class CheckpointWeightSource(WeightSource):
         return deepspeed.zero.GatheredParameters([param], modifier_rank=None)
 
 
+class AdapterWeightSource(CheckpointWeightSource):
+    """The LoRA adapter's weights (PEFT's saved names), gathered one by one under ZeRO-3."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], config: dict, zero_stage: int):
+        self.zero3 = zero_stage == 3
+        self.params = dict(params)  # saved name -> parameter (rft.learner.lora.adapter_params)
+        self.names = {name: name for name in self.params}
+        self.update_extras = {"adapter_config": config}
+
+
 @dataclass
 class GlooTrainerInitInfo(TrainerInitInfo):
     backend: ClassVar[str] = GLOO_BACKEND
@@ -121,6 +135,7 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
             "dtype_names": [str(m.dtype).removeprefix("torch.") for m in meta],
             "shapes": [list(m.shape) for m in meta],
             "bucket_bytes": BUCKET_BYTES,
+            **getattr(self.source, "update_extras", {}),
         }
         self.client.start_weight_update()
         pool = ThreadPoolExecutor(max_workers=1)

@@ -17,7 +17,8 @@ or rebuilds the transfer group (a fresh process has left it) and streams again.
 The groups are duck-typed (this layer does not import `rft.learner` or `rft.rollout`):
 learners have `rank0_node`, `export_weights(folder)`, `init_weight_transfer(mode, engines,
 client)` and `send_weights()`; the rollout group has `workers` (actor handles), `nodes()`,
-`load_weights(folder, version)`, `set_weight_version(version)` and `use_weight_sync(sync)`.
+`load_weights(folder, version)`, `set_weight_version(version)`, `received_bytes()` and
+`use_weight_sync(sync)`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from rft.weights.modes import WeightSync
 
 @dataclass(frozen=True)
 class SyncStats:
-    """What one push moved: bytes of weights and seconds until every engine had them."""
+    """What one push moved: bytes of weights each engine received (as the engines count them:
+    the weight files a folder reload read, the buffers a stream delivered) and seconds until
+    every engine had them."""
 
     bytes: float
     seconds: float
@@ -70,14 +73,15 @@ class WeightSyncer:
         """The learners' current weights into every engine, as weight version `version`."""
         start = time.perf_counter()
         try:
-            sent = self._stream(version) if self.streamed else self._through_folder(version)
+            self._stream(version) if self.streamed else self._through_folder(version)
+            received = self.rollout.received_bytes()
         except ray.exceptions.RayTaskError as err:
             cause = remote_cause(err)
             if isinstance(cause, NonFiniteWeights):
                 raise cause from None
             raise
         self.version = version
-        return SyncStats(bytes=float(sent["bytes"]), seconds=time.perf_counter() - start)
+        return SyncStats(bytes=float(received), seconds=time.perf_counter() - start)
 
     def restore(self, worker: Any) -> None:
         """Give a restarted rollout actor the latest weights (nothing before the first push)."""

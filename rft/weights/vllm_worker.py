@@ -71,9 +71,13 @@ class WeightSyncExtension:
 
     def rft_finish_weight_update(self) -> int:
         """`finish_weight_update` of the weight-transfer API, then the same re-tie: the
-        transfer skips the tied head exactly as a folder reload does."""
+        transfer skips the tied head exactly as a folder reload does. Returns the bytes this
+        worker received in the update (an adapter's, when one came)."""
         self.finish_weight_update()
-        return retie_word_embeddings(self)
+        engine = self.weight_transfer_engine
+        if not getattr(engine, "received_adapter", False):
+            retie_word_embeddings(self)
+        return int(getattr(engine, "received_bytes", 0))
 
 
 WORKER_EXTENSION = f"{__name__}.{WeightSyncExtension.__qualname__}"
@@ -102,10 +106,19 @@ def reload_vllm_weights(llm, folder: str | os.PathLike) -> None:
     drop_stale_caches(llm)
 
 
-def finish_transferred_update(llm) -> None:
-    """Close a weight-transfer update (`start_weight_update`, `update_weights` done) in `llm`."""
-    llm.collective_rpc("rft_finish_weight_update")
+def finish_transferred_update(llm) -> int:
+    """Close a weight-transfer update (`start_weight_update`, `update_weights` done) in `llm`;
+    the bytes its first worker received (every worker receives the whole update)."""
+    received = llm.collective_rpc("rft_finish_weight_update")
     drop_stale_caches(llm)
+    return int(received[0]) if received else 0
+
+
+def weight_file_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the weight files in a checkpoint folder: what a reload reads."""
+    from pathlib import Path
+
+    return sum(file.stat().st_size for file in Path(folder).glob("*.safetensors"))
 
 
 def drop_stale_caches(llm) -> None:
