@@ -203,21 +203,30 @@ def _completion_length(result: dict[str, Any]) -> float:
     return runs.median_after_warmup(rows, "completions/mean_length")
 
 
-def run_point(out: Path, size: str, engine: str, sync: str, args) -> dict[str, Any]:
-    name = f"{size} / {engine} / {sync}"
-    run_dir = out / "runs" / f"{size}-{engine}-{sync}"
-    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens, sync) + list(args.overrides)
+def run_point(out: Path, size: str, engine: str, sync: str, args, variant: str = "") -> dict[str, Any]:
+    """One rft launch; `variant` holds extra overrides (space-separated) for this point only."""
+    name = " / ".join([size, engine, sync] + ([variant] if variant else []))
+    run_dir = out / "runs" / "-".join([size, engine, sync] + ([variant_slug(variant)] if variant else []))
+    overrides = run_overrides(size, engine, args.steps, args.prompts, args.max_tokens, sync) + list(args.overrides) + variant.split()
     print(f"[rft.bench rl] {name}: {run_dir}", flush=True)
     launch = runs.launch(run_dir, overrides, timeout_s=args.timeout, echo=args.verbose)
     if not launch.ok:
         print(f"[rft.bench rl] {name} failed (exit {launch.returncode}); last lines:\n  " + "\n  ".join(launch.log_tail), flush=True)
     rows = runs.read_metrics(run_dir)
-    return {"summary": summarize(size, engine, launch, rows, sync), "launch": launch.to_dict(), "steps": rows}
+    summary = summarize(size, engine, launch, rows, sync)
+    summary["variant"] = variant
+    return {"summary": summary, "launch": launch.to_dict(), "steps": rows}
 
 
-def bench_points(args) -> list[tuple[str, str, str]]:
-    """(size, engine, sync) for every run; the HF engine only reloads folders."""
-    return [(size, engine, sync) for size in args.sizes for engine in args.engines for sync in (args.syncs if engine == "vllm" else ["folder"])]
+def variant_slug(variant: str) -> str:
+    """A folder-name form of a variant's overrides: `trainer.off_policy_steps=1` -> `off_policy_steps1`."""
+    return "_".join(part.rsplit(".", 1)[-1].replace("=", "") for part in variant.split())
+
+
+def bench_points(args) -> list[tuple[str, str, str, str]]:
+    """(size, engine, sync, variant) for every run; the HF engine only reloads folders."""
+    syncs = lambda engine: args.syncs if engine == "vllm" else ["folder"]
+    return [(size, engine, sync, variant) for size in args.sizes for engine in args.engines for sync in syncs(engine) for variant in args.variants]
 
 
 def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> None:
@@ -257,12 +266,13 @@ def _table(title: str, points: list[dict[str, Any]], columns: list[str], params:
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ["size", "engine", "sync", *columns]:
-        table.add_column(name, justify="left" if name in ("size", "engine", "sync", "load") else "right")
+    keys = ["size", "engine", "sync"] + (["variant"] if any(p["summary"].get("variant") for p in points) else [])
+    for name in [*keys, *columns]:
+        table.add_column(name, justify="left" if name in (*keys, "load") else "right")
     for point in points:
         s = point["summary"]
         cells = [_millions(params.get(s["size"])) if name == "params" else s[name] if name == "load" else _num(s[name]) for name in columns]
-        table.add_row(s["size"], s["engine"], s["sync"], *cells, style=None if s["ok"] else "red")
+        table.add_row(*(str(s.get(key, "")) for key in keys), *cells, style=None if s["ok"] else "red")
     return table
 
 
@@ -298,7 +308,7 @@ def main(args) -> int:
     trainable = {size: trainable_count(size) for size in args.sizes}
     peak = measure_peak()
     print(f"[rft.bench rl] matmul peak ({peak['dtype']}): {peak['flops'] / 1e9:,.0f} GFLOP/s", flush=True)
-    points = [run_point(out, size, engine, sync, args) for size, engine, sync in bench_points(args)]
+    points = [run_point(out, size, engine, sync, args, variant) for size, engine, sync, variant in bench_points(args)]
     peers = {size: run_peer(out, size, args, trainable[size], peak["flops"]) for size in args.sizes} if args.peer else {}
     for point in points:
         add_compute(point["summary"], trainable[point["summary"]["size"]], peak["flops"])
@@ -316,6 +326,7 @@ def main(args) -> int:
             "max_tokens": args.max_tokens,
             "peer": args.peer,
             "overrides": list(args.overrides),
+            "variants": list(args.variants),
         },
         "parameters": params,
         "trainable_parameters": trainable,
@@ -341,4 +352,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="bench_results", help="folder for rl.json and the run folders")
     parser.add_argument("--verbose", action="store_true", help="echo every run's output")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides added to every rft run, e.g. trainer.off_policy_steps=1")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[""],
+        help="one rft run per variant and size, each adding its overrides (space-separated in one argument), "
+        "e.g. --variants trainer.off_policy_steps=0 trainer.off_policy_steps=1",
+    )
     parser.add_argument("--peer", choices=PEERS, default=None, help="also run this peer (TRL's GRPOTrainer; extra `bench`) per size and print rft's speed-up")
