@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rft_test_helpers import TINY_RL, compose
+from rft_test_helpers import MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from rft.trainer import run
@@ -43,11 +43,6 @@ REQUIRED_KEYS = [
 ]
 
 
-# Mean |engine - learner| log-prob of the sampled tokens, both in fp32: measured 2.1-2.6e-7 per
-# step. With a planted sync that exported but never loaded the weights, step 2 measured 0.35.
-LOGPROB_GAP_TOL = 1e-4
-
-
 def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -60,8 +55,7 @@ def zero2_run(ray_cluster, tmp_path_factory) -> Path:
     and lr 1e-3 moves the weights at every step: a weight sync that did nothing would show up as
     a log-prob gap between the engine and the learner from step 2 on."""
     run_dir = tmp_path_factory.mktemp("rl_zero2")
-    moving = ["+reward.weights.length=1.0", "algo.lr=1e-3", "model.dtype=float32"]
-    common = TINY_RL + moving + ["rollout.engine=vllm", "learner.num_workers=2", "learner.zero_stage=2", "trainer.save_every=1", "algo.beta=0.04"]
+    common = TINY_RL + MOVING + ["rollout.engine=vllm", "learner.num_workers=2", "learner.zero_stage=2", "trainer.save_every=1", "algo.beta=0.04"]
     run(compose(common + ["trainer.max_steps=2"]), run_dir)
     assert [row["step"] for row in _metrics(run_dir)] == [1, 2]
     evaluation = ["trainer.eval_every=3", "eval.limit=4", "eval.max_tokens=16"]
@@ -71,14 +65,13 @@ def zero2_run(ray_cluster, tmp_path_factory) -> Path:
 
 def test_three_steps_log_every_key(zero2_run):
     rows = [row for row in _metrics(zero2_run) if "reward/mean" in row]
-    assert [row["step"] for row in rows] == [1, 2, 3]
+    # every step moves the weights, and vLLM sampled with the ones the learner holds (the previous
+    # step's update was synced; step 3's engine was started from step 2's checkpoint on resume)
+    assert_every_step_moves_and_is_synced(rows, [1, 2, 3])
     for row in rows:
         missing = [key for key in REQUIRED_KEYS if key not in row]
         assert not missing, missing
-        assert row["samples"] == 8 and row["response_length/max"] <= 24
-        assert row["reward/std"] > 0 and row["grad_norm"] > 0, row  # every step has signal and moves weights
-        # vLLM sampled with the weights the learner holds (the previous step's update was synced)
-        assert row["rollout/logprob_gap"] < LOGPROB_GAP_TOL, row
+        assert row["samples"] == 8 and row["response_length/max"] <= 24 and row["reward/std"] > 0, row
 
 
 def test_eval_every_logs_eval_scores(zero2_run):
