@@ -3,6 +3,7 @@
     python -m rft.bench rl   [--sizes tiny bench] [--engines vllm hf] [--steps N] [--peer trl] [--out DIR]
     python -m rft.bench demo [--seeds 0 1 2] [--out DIR]
     python -m rft.bench recipes [--tasks counting,structure] [--seeds 3] [--extra] [--out DIR]
+    python -m rft.bench scale [--model qwen2vl_2b] [--rank 8] [--out DIR]
 
 `rl` (rft.bench.rl) measures the GRPO loop: rollout tokens/s with the vLLM and HF engines side by
 side, the per-step time breakdown and weight-sync MB/s, for the ~0.8 M tiny model and the ~44 M
@@ -14,7 +15,9 @@ after RL. `recipes` (rft.bench.recipes) runs the papers' method rows (zero-shot,
 Reason-RFT; Dr.GRPO and DAPO with `--extra`) over tasks and seeds, every point a Ray Job through
 the `ray_jobs` sweep launcher, and prints a Reason-RFT-style results table. `rl` and `demo` start every run as its own `python -m rft.launch` subprocess with an explicit
 `hydra.run.dir` (rft.bench.runs), so a run is exactly what a user would launch, and both write
-JSON beside the printed table.
+JSON beside the printed table. `scale` (rft.bench.scale) runs 2 GRPO steps of the
+real-architecture 2B build with LoRA and reports each actor's peak memory, the step breakdown and
+the adapter sync.
 
 Timings depend on what else the machine is doing; the JSON records the load average at the start
 and end of every run so that noisy numbers can be recognised as such.
