@@ -20,6 +20,7 @@ its first update and after its last, which gives two rows per run:
 | recipe | overrides | rows |
 |---|---|---|
 | `from_base` | `stage=reason_rft sft.lr=0 sft.max_steps=1 stage.rl_data=all` | zero-shot (before), RL only (after) |
+| `ans_sft` | `stage=ans_sft` | ANS-SFT (its final checkpoint, evaluated by `rft.eval`) |
 | `reason_rft` | `stage=reason_rft` | COT-SFT (before), Reason-RFT (after) |
 | `dr_grpo`, `dapo` (`--extra`) | `stage=reason_rft algo=...` | Reason-RFT with that algorithm (after) |
 
@@ -27,13 +28,15 @@ its first update and after its last, which gives two rows per run:
 untouched model on all the training records: its "before" is the model before training (the
 zero-shot row) and its "after" is RL only. It uses the RL prompt (the same one every row is
 evaluated with) rather than `stage=zero`'s zero-shot wording. COT-SFT is stage 1 of the
-Reason-RFT run of the same seed, so the stage-2 gain is a paired difference. ANS-SFT
-(`stage=ans_sft`) is not a row yet: rft.launch evaluates no ID/OOD split after an SFT-only stage,
-so its point would have nothing for the table to read.
+Reason-RFT run of the same seed, so the stage-2 gain is a paired difference. rft.launch evaluates
+no ID/OOD split after an SFT-only stage, so once the `ans_sft` sweep is done each of its points'
+final checkpoints is evaluated by `python -m rft.eval` with the point's own overrides (so the same
+synthetic test splits, and the ANS prompt it was trained on) into `<point>/final_eval`.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -48,6 +51,7 @@ SEED_OVERRIDE = "data.synth_seed=${trainer.seed}"
 SUBDIR_OVERRIDE = "hydra.sweep.subdir=${task.name}_seed${trainer.seed}"
 CELLS = {"id accuracy": "eval/id/score", "id format": "eval/id/format", "ood accuracy": "eval/ood/score", "ood format": "eval/ood/format"}
 BEFORE, AFTER = "eval_before", "eval_after"
+FINAL = "final_eval"  # an SFT-only point's final checkpoint, evaluated after its sweep (rft.eval)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,14 @@ class Recipe:
 
     name: str
     overrides: tuple[str, ...]
-    rows: tuple[tuple[str, str], ...]  # (method row, BEFORE | AFTER)
+    rows: tuple[tuple[str, str], ...]  # (method row, BEFORE | AFTER | FINAL)
+    evaluate: bool = False  # an SFT-only point: evaluate its final checkpoint after the sweep
 
 
+ANS_SFT = Recipe("ans_sft", ("stage=ans_sft",), (("ANS-SFT", FINAL),), evaluate=True)
 RECIPES: tuple[Recipe, ...] = (
     Recipe("from_base", ("stage=reason_rft", "sft.lr=0", "sft.max_steps=1", "stage.rl_data=all"), (("zero-shot", BEFORE), ("RL only (GRPO)", AFTER))),
+    ANS_SFT,
     Recipe("reason_rft", ("stage=reason_rft",), (("COT-SFT", BEFORE), ("Reason-RFT (GRPO)", AFTER))),
 )
 EXTRA_RECIPES: tuple[Recipe, ...] = (
@@ -97,12 +104,41 @@ def point_dir(out: Path, recipe: Recipe, task: str, seed: int) -> Path:
     return point_root(out, recipe) / f"{task}_seed{seed}"
 
 
-def evaluations(result: RunResult | None) -> dict[str, dict[str, float]]:
-    """A result's evaluations before and after RL (a Reason-RFT run's stage 2); empty when none."""
-    if result is None:
+def eval_command(point: Path, recipe: Recipe, task: str, seed: int, extra: list[str] | tuple[str, ...] = ()) -> list[str] | None:
+    """`python -m rft.eval` of a finished SFT-only point's final checkpoint, composed with the
+    point's own overrides (same test splits; `eval.prompt=auto` gives the stage's own prompt),
+    into `<point>/final_eval`; None while the point has no finished result."""
+    result = read_result(point)
+    if result is None or not result.checkpoint:
+        return None
+    model = Path(result.checkpoint) / "hf"
+    return [sys.executable, "-m", "rft.eval", *point_overrides(recipe, task, seed, extra), f"model.path={model}", f"hydra.run.dir={point / FINAL}"]
+
+
+def final_eval(point: Path) -> dict[str, float]:
+    """`eval/<split>/score|format` of the last checkpoint in `<point>/final_eval` (rft.eval's results.json)."""
+    from rft.eval.report import RESULTS_JSON
+    from rft.eval.runner import ALL
+
+    path = Path(point) / FINAL / "eval" / RESULTS_JSON
+    if not path.exists():
         return {}
-    source = result.stage2 or result
-    return {key: value for key, value in ((BEFORE, source.eval_before), (AFTER, source.eval_after)) if value}
+    rows = [r for r in json.loads(path.read_text()) if r["subset"] == ALL]
+    last = rows[-1]["checkpoint"] if rows else None
+    out = {}
+    for row in (r for r in rows if r["checkpoint"] == last):
+        out[f"eval/{row['split']}/score"], out[f"eval/{row['split']}/format"] = float(row["score"]), float(row["format"])
+    return out
+
+
+def evaluations(result: RunResult | None, point: Path | None = None) -> dict[str, dict[str, float]]:
+    """A result's evaluations before and after RL (a Reason-RFT run's stage 2) and, with `point`,
+    the final evaluation written there by `eval_command`; empty when none."""
+    found = {FINAL: final_eval(point)} if point is not None else {}
+    if result is not None:
+        source = result.stage2 or result
+        found.update({BEFORE: source.eval_before, AFTER: source.eval_after})
+    return {key: value for key, value in found.items() if value}
 
 
 def read_cells(out: Path, chosen: tuple[Recipe, ...], tasks: list[str], seeds: list[int]) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -111,7 +147,8 @@ def read_cells(out: Path, chosen: tuple[Recipe, ...], tasks: list[str], seeds: l
     for recipe in chosen:
         for task in tasks:
             for seed in seeds:
-                evals = evaluations(read_result(point_dir(out, recipe, task, seed)))
+                point = point_dir(out, recipe, task, seed)
+                evals = evaluations(read_result(point), point)
                 for method, which in recipe.rows:
                     metrics = evals.get(which, {})
                     cells = table.setdefault(method, {}).setdefault(task, {c: [] for c in CELLS})
@@ -198,7 +235,22 @@ def run_sweeps(
             status[recipe.name], _, _ = runs.run_command(command, log, timeout_s, echo)
         if status[recipe.name] != 0:
             print(f"[rft.bench recipes] {recipe.name} exited {status[recipe.name]}: see {out / f'{recipe.name}.log'}", flush=True)
+        if recipe.evaluate and not dry_run:
+            status[f"{recipe.name} eval"] = evaluate_points(out, recipe, tasks, seeds, extra, timeout_s, echo)
     return status
+
+
+def evaluate_points(out: Path, recipe: Recipe, tasks: list[str], seeds: list[int], extra: list[str], timeout_s: float, echo: bool) -> int:
+    """`eval_command` for every finished point of `recipe` (output in `<out>/<recipe>_eval.log`);
+    the worst exit status, 1 when a point has no result to evaluate."""
+    worst = 0
+    with open(out / f"{recipe.name}_eval.log", "w") as log:
+        for task in tasks:
+            for seed in seeds:
+                command = eval_command(point_dir(out, recipe, task, seed), recipe, task, seed, extra)
+                code = 1 if command is None else runs.run_command(command, log, timeout_s, echo)[0]
+                worst = max(worst, code)
+    return worst
 
 
 def report(out: Path, chosen: tuple[Recipe, ...], tasks: list[str], seeds: list[int], wall_s: float, extra: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def test_every_point_composes(recipe):
     for task in TASKS:
         for seed in SEEDS:
             cfg, _ = compose_run([*recipes.point_overrides(recipe, task, seed), recipes.SUBDIR_OVERRIDE])
-            assert (cfg.task.name, cfg.trainer.seed, cfg.data.synth_seed, cfg.stage.name) == (task, seed, seed, "reason_rft")
+            stage = "ans_sft" if recipe.name == "ans_sft" else "reason_rft"
+            assert (cfg.task.name, cfg.trainer.seed, cfg.data.synth_seed, cfg.stage.name) == (task, seed, seed, stage)
             assert cfg.hydra.sweep.subdir == recipes.point_dir(Path("/x"), recipe, task, seed).name
             if recipe.name == "from_base":
                 assert (cfg.sft.lr, cfg.sft.max_steps, cfg.stage.rl_data) == (0.0, 1, "all")
@@ -54,8 +55,38 @@ def _write_point(out: Path, recipe, task: str, seed: int, before: dict, after: d
     write_result(run_dir, RunResult("reason_rft", metrics=dict(stage2.metrics), stage1=RunResult("cot_sft"), stage2=stage2))
 
 
+def _write_ans_point(out: Path, task: str, seed: int, id_acc: float, ood_acc: float) -> Path:
+    """A finished ans_sft point and its final evaluation, as rft.eval writes it (two checkpoints: the last counts)."""
+    from rft.eval.report import write_results
+
+    point = recipes.point_dir(out, recipes.ANS_SFT, task, seed)
+    point.mkdir(parents=True)
+    write_result(point, RunResult("ans_sft", metrics={"loss": 0.1}, checkpoint=str(point / "checkpoints" / "step_9")))
+    rows = []
+    for step, (id_score, ood_score) in ((5, (0.0, 0.0)), (9, (id_acc, ood_acc))):
+        for split, score in (("id", id_score), ("ood", ood_score)):
+            label = {"task": task, "model": str(point), "checkpoint": f"step_{step}", "step": step, "split": split}
+            rows.append({**label, "subset": "all", "score": score, "n": 200, "n_unparsed": 0, "format": 0.0})
+            rows.append({**label, "subset": "2", "score": 1.0, "n": 60, "n_unparsed": 0, "format": 0.0})
+    write_results(point / recipes.FINAL / "eval", rows)
+    return point
+
+
+def test_the_ans_sft_evaluation_composes_with_the_points_overrides(tmp_path):
+    point = recipes.point_dir(tmp_path, recipes.ANS_SFT, "counting", 1)
+    assert recipes.eval_command(point, recipes.ANS_SFT, "counting", 1) is None  # not run yet
+    _write_ans_point(tmp_path, "counting", 1, 40.0, 30.0)
+    command = recipes.eval_command(point, recipes.ANS_SFT, "counting", 1, ["sft.max_steps=3"])
+    assert command[1:3] == ["-m", "rft.eval"] and command[-1] == f"hydra.run.dir={point / recipes.FINAL}"
+    cfg, _ = compose_run([arg for arg in command[3:] if not arg.startswith("hydra.")])
+    assert (cfg.stage.name, cfg.task.name, cfg.data.synth_seed, cfg.sft.max_steps) == ("ans_sft", "counting", 1, 3)
+    assert cfg.model.path == str(point / "checkpoints" / "step_9" / "hf")
+
+
 def test_results_land_in_the_right_cells(tmp_path):
-    base, rft = recipes.RECIPES
+    base, ans, rft = recipes.RECIPES
+    assert ans is recipes.ANS_SFT
+    _write_ans_point(tmp_path, "counting", 0, 45.0, 35.0)  # counting seed 1: not evaluated
     for seed in SEEDS:
         _write_point(tmp_path, base, "counting", seed, _evals(0.0, 0.0), _evals(30.0 + seed, 20.0))
         _write_point(tmp_path, rft, "counting", seed, _evals(80.0, 60.0 + seed), _evals(82.0, 70.0 + 3 * seed))
@@ -64,7 +95,9 @@ def test_results_land_in_the_right_cells(tmp_path):
     payload = recipes.report(tmp_path, recipes.RECIPES, TASKS, SEEDS, wall_s=12.0, extra={})
 
     cells = payload["per_seed"]
-    assert list(cells) == ["zero-shot", "COT-SFT", "RL only (GRPO)", "Reason-RFT (GRPO)"]
+    assert list(cells) == ["zero-shot", "ANS-SFT", "COT-SFT", "RL only (GRPO)", "Reason-RFT (GRPO)"]
+    assert cells["ANS-SFT"]["counting"]["id accuracy"][0] == 45.0 and cells["ANS-SFT"]["counting"]["ood format"][0] == 0.0
+    assert math.isnan(cells["ANS-SFT"]["counting"]["ood accuracy"][1])
     assert cells["RL only (GRPO)"]["counting"]["id accuracy"] == [30.0, 31.0]
     assert cells["COT-SFT"]["counting"]["ood accuracy"] == [60.0, 61.0]
     assert cells["Reason-RFT (GRPO)"]["counting"]["ood format"] == [90.0, 90.0]
