@@ -136,6 +136,7 @@ class LearnerWorker:
         # DeepSpeed 0.19 calls torch.distributed functions that torch 2.13 deprecates; the
         # warning repeats on every ZeRO step (hundreds of lines a run) and says nothing to a user.
         warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
+        return_freed_memory_to_the_os()
         self.rank = rank
         self.world_size = world_size
         self.settings = settings
@@ -549,6 +550,25 @@ def peak_rss_gb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def return_freed_memory_to_the_os(threshold: int = 128 * 1024) -> bool:
+    """Make glibc give activation-sized blocks back to the OS when they are freed. Its mmap
+    threshold grows with every freed mapped block (up to 32 MB), after which such blocks come from
+    the heap and stay resident when freed: a learner's RSS then keeps the dead activations of
+    earlier passes and grows with fragmentation. A fixed threshold (mallopt) stops that; measured
+    in-process on the ~44 M bench model (log-prob, reference and update passes, bf16 autocast):
+    peak RSS 2.76 -> 2.42 GB. Host memory only; False (nothing done) off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, threshold))
 
 
 def _to(x: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
