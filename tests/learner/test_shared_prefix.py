@@ -3,7 +3,8 @@ behind one copy of the prompt, `rft.learner.batch`) scores and trains exactly li
 layout (one row per completion): on the tiny Qwen2-VL with images (M-RoPE), groups of unequal
 completion lengths, several groups in one micro-batch and a group cut across micro-batches, with
 sdpa and eager attention; and through the learner group (DeepSpeed, ZeRO-2 and ZeRO-3 on two
-ranks) the log-probs and one update are the same with the switch on and off."""
+ranks) the log-probs and one update are the same with the switch on and off, and two ZeRO-2 ranks
+update like one rank given the whole batch."""
 
 from __future__ import annotations
 
@@ -232,8 +233,26 @@ def test_packed_loss_and_gradients_equal_plain_rows(setup, budget):
 # ---- through the learner group (DeepSpeed, two ranks) --------------------------------------
 
 
-def _learner_run(placement, tiny_model, samples: list[TrainSample], zero_stage: int, shared_prefix: bool):
-    """Log-probs, one update's metrics and the weights after it, from a fresh two-rank group."""
+# Learner-group runs by (zero_stage, shared_prefix, ranks), shared by the tests that compare them.
+_RUNS: dict[tuple[int, bool, int], tuple] = {}
+
+
+def _image_samples(assets) -> list[TrainSample]:
+    """Fresh copies of the 5 samples with an image (a run writes their old log-probs)."""
+    samples = [s for s in assets[1] if s.prompt.images]
+    assert len(samples) == 5
+    return [TrainSample(s.prompt, list(s.completion_ids), s.advantage, ref_logprobs=s.ref_logprobs) for s in samples]
+
+
+def _cached_run(placement, tiny_model, assets, zero_stage: int, shared_prefix: bool, ranks: int = 2):
+    key = (zero_stage, shared_prefix, ranks)
+    if key not in _RUNS:
+        _RUNS[key] = _learner_run(placement, tiny_model, _image_samples(assets), zero_stage, shared_prefix, ranks)
+    return _RUNS[key]
+
+
+def _learner_run(placement, tiny_model, samples: list[TrainSample], zero_stage: int, shared_prefix: bool, ranks: int = 2):
+    """Log-probs, one update's metrics and the weights after it, from a fresh `ranks`-rank group."""
     import ray
 
     from rft.learner.group import LearnerGroup
@@ -260,7 +279,7 @@ def _learner_run(placement, tiny_model, samples: list[TrainSample], zero_stage: 
         seed=0,
         shared_prefix=shared_prefix,
     )
-    learner = LearnerGroup(settings, 2, placement([{"CPU": 1}] * 2), [0, 1], cpus=1, gpus=0)
+    learner = LearnerGroup(settings, ranks, placement([{"CPU": 1}] * ranks), list(range(ranks)), cpus=1, gpus=0)
     try:
         logprobs = learner.logprobs(samples, "policy")
         before = ray.get([w.full_state_dict.remote() for w in learner.workers])[0]
@@ -279,12 +298,8 @@ def test_learner_group_gives_the_same_log_probs_and_update_with_and_without_shar
     """The 5 samples with an image over two ranks: group a is split between them, rank 1 runs
     more micro-batches than rank 0 (zero-weight padding), group b is cut into chunks. (Every
     micro-batch holds an image: under ZeRO-3 every rank must run the vision tower together.)"""
-    samples = [s for s in assets[1] if s.prompt.images]
-    assert len(samples) == 5
-    runs = {}
-    for shared in (True, False):
-        copies = [TrainSample(s.prompt, list(s.completion_ids), s.advantage, ref_logprobs=s.ref_logprobs) for s in samples]
-        runs[shared] = _learner_run(placement, tiny_model, copies, zero_stage, shared)
+    samples = _image_samples(assets)
+    runs = {shared: _cached_run(placement, tiny_model, assets, zero_stage, shared) for shared in (True, False)}
     (logp_on, m_on, before, after_on), (logp_off, m_off, _, after_off) = runs[True], runs[False]
     for a, b in zip(logp_off, logp_on, strict=True):
         torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=0, atol=1e-5)
@@ -296,3 +311,24 @@ def test_learner_group_gives_the_same_log_probs_and_update_with_and_without_shar
     assert moved > 5e-6  # the update happened (lr 1e-5, Adam's first step moves weights by about lr)
     for name in before:
         torch.testing.assert_close(after_on[name], after_off[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_two_zero2_ranks_update_like_one_rank(placement, tiny_model, assets):
+    """The same 5 samples and one update on one rank and split over two (gloo all-reduce of the
+    gradients, each rank's loss normalised by the global token and sequence counts). Measured in
+    fp32: the same loss to the last bit, grad norms 5.251516 vs 5.251596 (1.5e-5 relative:
+    reduction order), weights after the step within 3.7e-9. Tolerances: 1e-4 relative on the
+    grad norm (a mis-scaled reduction, e.g. a sum where a mean is due, is off by 1/world_size, a
+    lost micro-batch by its share, about 20% here) and 1e-7 on the weights. Adam's first step
+    moves every weight by about lr whatever the gradient's scale, so the weights alone would not
+    catch a mis-scaled all-reduce; the loss and the grad norm, taken before the step, do."""
+    logp_two, m_two, before, after_two = _cached_run(placement, tiny_model, assets, 2, True, ranks=2)
+    logp_one, m_one, _, after_one = _cached_run(placement, tiny_model, assets, 2, True, ranks=1)
+    for a, b in zip(logp_one, logp_two, strict=True):
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=0, atol=1e-6)
+    assert m_one["skipped_update"] == m_two["skipped_update"] == 0.0 and m_one["tokens"] == m_two["tokens"]
+    assert m_two["loss"] == pytest.approx(m_one["loss"], rel=1e-5)
+    assert m_two["grad_norm"] == pytest.approx(m_one["grad_norm"], rel=1e-4)
+    for name in before:
+        torch.testing.assert_close(after_two[name], after_one[name], rtol=0, atol=1e-7, msg=name)
