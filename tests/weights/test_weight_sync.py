@@ -3,16 +3,20 @@ component: an update, then a push; the engine must then score a fixed completion
 learner does, and unlike before.
 
 Both ways of syncing: `folder` (safetensors reloaded by the engine) and `gloo` (streamed through
-vLLM's weight-transfer API, the same handshake and layerwise reload that `nccl` uses on GPU)."""
+vLLM's weight-transfer API, the same handshake and layerwise reload that `nccl` uses on GPU).
+The vision tower is trained too (`model.freeze_vision=false`; the end-to-end runs keep it frozen),
+so its weights must cross as well: the engine's vision weights must change at every sync. Both
+sides run in fp32, so "scores like the learner" is tight (`LOGPROB_GAP_TOL`)."""
 
 from __future__ import annotations
 
 import pytest
 import ray
-from rft_test_helpers import TINY_RL, compose
+from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose
 
 from rft.algo.config import Aggregation, KLEstimator, LossSettings
 from rft.learner.group import LearnerGroup
+from rft.placement.determinism import rollout_env
 from rft.placement.workers import engine_settings, learner_settings
 from rft.rollout.group import RolloutGroup
 from rft.types import PromptItem, SamplingSettings, TrainSample
@@ -44,6 +48,8 @@ RL_LOSS = LossSettings(
 )
 # A large constant learning rate, so that one update visibly moves the engine's log-probs.
 SETTINGS = TINY_RL + [
+    "model.dtype=float32",
+    "model.freeze_vision=false",
     "learner.zero_stage=3",
     "learner.micro_batch_tokens=4096",
     "algo.lr=1e-2",
@@ -61,6 +67,22 @@ def _poison_a_weight(worker) -> None:
         getattr(param, "ds_tensor", param).data.view(-1)[0] = float("nan")
 
     ray.get(worker.__ray_call__.remote(poison))
+
+
+def _engine_vision_norm(rollout: RolloutGroup) -> float:
+    """Sum of squares of the vision tower's weights in the vLLM engine of the group's first
+    actor. The functions are self-contained (pickled by value: the test module cannot be
+    imported in the actor), and the engine runs in the actor's process (a function can be sent
+    to its worker)."""
+
+    def read(actor) -> float:
+        def on_worker(worker) -> float:
+            params = worker.model_runner.model.named_parameters()
+            return float(sum(p.detach().double().square().sum() for name, p in params if name.startswith("visual.")))
+
+        return actor.engine.llm.collective_rpc(on_worker)[0]
+
+    return ray.get(rollout.workers[0].__ray_call__.remote(read))
 
 
 def _max_gap(a: list[float], b: list[float]) -> float:
@@ -83,6 +105,7 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
         gpus=0,
         reward_weights={"format": 1.0},
         reward_options={},
+        env_vars=rollout_env(True, on_gpu=False),  # vLLM inside the actor, as CPU runs have it: its weights can be read
     )
     weight_sync = WeightSyncer(sync, learner, rollout, tmp_path / "sync")
     weight_sync.open()
@@ -103,7 +126,8 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
     sample = TrainSample(item, fixed)
     learner_before = learner.logprobs([sample, sample])[0]
     engine_before = rollout.score(item, fixed)
-    assert _max_gap(learner_before, engine_before) < 2e-2
+    assert _max_gap(learner_before, engine_before) < LOGPROB_GAP_TOL
+    vision_norms = [_engine_vision_norm(rollout)]
 
     samples = [TrainSample(item, c.token_ids, advantage=(1.0 if i % 2 else -1.0)) for i, c in enumerate(completions)]
     engine_scores = [engine_before]
@@ -113,8 +137,11 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
         assert push(version) > 0
         learner_after = learner.logprobs([sample, sample])[0]
         engine_scores.append(rollout.score(item, fixed))
-        assert _max_gap(learner_after, engine_scores[-1]) < 2e-2
+        assert _max_gap(learner_after, engine_scores[-1]) < LOGPROB_GAP_TOL
         assert _max_gap(engine_scores[-1], engine_scores[-2]) > 1e-3
+        # the trained vision tower reached the engine: its vision weights moved too
+        vision_norms.append(_engine_vision_norm(rollout))
+        assert vision_norms[-1] != pytest.approx(vision_norms[-2], rel=1e-6)
     completions, _ = rollout.generate([item], SamplingSettings(n=2, max_tokens=8, seed=1), with_rewards=False)
     assert all(c.weight_version == 2 for c in completions)
     # A NaN in one rank's ZeRO-3 partition: every rank refuses to export or send, none hangs,
