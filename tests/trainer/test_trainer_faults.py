@@ -1,10 +1,12 @@
 """Faults in the RL loop: a diverged model's non-finite updates are skipped, then the run stops
-with a clear error after a checkpoint (a real divergence: learning rate 1e30)."""
+with a clear error after a checkpoint (a real divergence: learning rate 1e30); a killed rollout
+actor and a killed learner rank are recovered, checked by the engine's log-probs matching the
+learner's afterwards."""
 
 from __future__ import annotations
 
 import pytest
-from rft_test_helpers import TINY_RL, compose, read_metrics
+from rft_test_helpers import LOGPROB_GAP_TOL, MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose, read_metrics
 
 from rft.trainer import run
 from rft.trainer.rl import TrainingStopped
@@ -36,7 +38,9 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(ray_cluster, tmp_path
 def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
     """`rollout.weight_sync=gloo`: a rollout actor killed between steps is restarted, the transfer
     group is rebuilt with it and the latest weights are streamed again, so it redoes its slice
-    with step 1's weights (the group checks the version) and step 2's sync reaches it."""
+    with step 1's weights and step 2's sync reaches it. Checked by log-probs, not only by the
+    version label: the restarted engine's log-probs of what it sampled at steps 2 and 3 match the
+    learner's (the weights move at every step, so stale or initial weights would not)."""
     import os
     import signal
 
@@ -46,12 +50,12 @@ def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
     from rft.models.loading import resolve_model_path
     from rft.trainer.rl import RLTrainer
 
-    cfg = compose(TINY_RL + ["rollout.weight_sync=gloo", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=3", "trainer.save_every=100"])
+    cfg = compose(TINY_RL + MOVING + ["rollout.weight_sync=gloo", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=3", "trainer.save_every=100"])
     trainer = RLTrainer(cfg, tmp_path, str(resolve_model_path(cfg.model.path)), load_data(cfg))
     try:
         trainer.setup()
         trainer.step = 1
-        trainer.train_step()
+        assert trainer.train_step()["grad_norm"] > 0
         actor = trainer.workers.rollout.workers[0]
         pid = ray.get(actor.health.remote())["pid"]
         os.kill(pid, signal.SIGKILL)
@@ -60,6 +64,10 @@ def test_a_restarted_engine_rejoins_the_weight_stream(ray_cluster, tmp_path):
         health = ray.get(actor.health.remote())
         assert health["pid"] != pid
         assert health["weight_version"] == 2 == metrics["weight_version"]  # step 2's weights were streamed into it
+        trainer.step = 3
+        rows = [metrics, trainer.train_step()]
+        for row in rows:
+            assert row["grad_norm"] > 0 and row["rollout/logprob_gap"] < LOGPROB_GAP_TOL, row
     finally:
         trainer.cleanup()
 
@@ -86,9 +94,8 @@ def test_a_killed_learner_rank_is_recovered(ray_cluster, tmp_path):
     from rft.trainer import checkpoint as ckpt
     from rft.trainer.rl import RLTrainer
 
-    moving = ["+reward.weights.length=1.0", "algo.lr=1e-3", "model.dtype=float32"]
     cfg = compose(
-        TINY_RL + moving + ["rollout.engine=hf", "learner.num_workers=2", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=4", "trainer.save_every=2"]
+        TINY_RL + MOVING + ["rollout.engine=hf", "learner.num_workers=2", "learner.zero_stage=2", "algo.beta=0", "trainer.max_steps=4", "trainer.save_every=2"]
     )
     trainer = RLTrainer(cfg, tmp_path, str(resolve_model_path(cfg.model.path)), load_data(cfg))
     kills: list[tuple[str, int]] = []
@@ -124,6 +131,9 @@ def test_a_killed_learner_rank_is_recovered(ray_cluster, tmp_path):
         trainer.cleanup()
     rows = [row for row in read_metrics(tmp_path) if "reward/mean" in row]
     assert [row["step"] for row in rows] == [1, 2, 3, 4], "every step once, the redone ones replacing nothing"
-    assert all(row["grad_norm"] > 0 for row in rows)
+    # the HF engine sampled with the learner's weights at every step, also after each restart
+    # (the engine held step 4's weights when the group went back to step 2)
+    assert_every_step_moves_and_is_synced(rows, [1, 2, 3, 4])
+    assert all(row["rollout/tokens_per_s"] > 0 for row in rows)
     assert [step for step, _ in ckpt.all_steps(tmp_path)] == [2, 4]
     assert ckpt.read_state(ckpt.latest(tmp_path))["step"] == 4

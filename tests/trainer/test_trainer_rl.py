@@ -114,12 +114,6 @@ def test_zero3_from_the_checkpoint_in_vllm(zero2_run, tmp_path):
     assert (run_dir / "checkpoints" / "step_2" / "hf" / "model.safetensors").exists()
 
 
-def test_hf_engine(ray_cluster, tmp_path):
-    run(compose(TINY_RL + ["rollout.engine=hf", "trainer.max_steps=2", "algo.beta=0"]), tmp_path)
-    rows = _metrics(tmp_path)
-    assert len(rows) == 2 and rows[-1]["rollout/tokens_per_s"] > 0
-
-
 def test_reward_rises_when_it_can(ray_cluster, tmp_path):
     """Learnability: the length reward is climbable from random weights (measured: 0.62 -> 0.84
     in 30 steps at lr 1e-3); the margin asked here is half of what was measured."""
