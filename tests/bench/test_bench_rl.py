@@ -1,5 +1,6 @@
-"""Smoke test of `python -m rft.bench rl`: one GRPO step on the tiny model with vLLM (weights
-streamed over gloo), end to end through a real launch, and the JSON it writes."""
+"""Smoke test of `python -m rft.bench rl`: two GRPO steps on the tiny model with vLLM (weights
+streamed over gloo), end to end through a real launch, and the JSON it writes. The run moves its
+weights (`MOVING`), so step 2's engine/learner log-prob match checks the streamed sync."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from rft_test_helpers import MOVING, assert_every_step_moves_and_is_synced
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_rl_one_step_writes_table_and_json(tmp_path):
+def test_bench_rl_two_steps_write_table_and_json(tmp_path):
     out = tmp_path / "bench"
     command = [
         sys.executable,
@@ -27,7 +29,7 @@ def test_bench_rl_one_step_writes_table_and_json(tmp_path):
         "--engines",
         "vllm",
         "--steps",
-        "1",
+        "2",
         "--prompts",
         "2",
         "--max-tokens",
@@ -38,6 +40,8 @@ def test_bench_rl_one_step_writes_table_and_json(tmp_path):
         str(out),
         "--syncs",
         "gloo",
+        "--overrides",
+        *MOVING,
     ]
     wide = {**os.environ, "COLUMNS": "200"}  # rich sizes tables to the terminal; a pipe has none
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=wide)
@@ -46,6 +50,7 @@ def test_bench_rl_one_step_writes_table_and_json(tmp_path):
     payload = json.loads((out / "rl.json").read_text())
     (point,) = payload["results"]
     summary = point["summary"]
-    assert summary["ok"] and summary["steps"] == 1 and not summary["warmup_skipped"] and summary["sync"] == "gloo"
+    assert summary["ok"] and summary["steps"] == 2 and summary["warmup_skipped"] and summary["sync"] == "gloo"
+    assert_every_step_moves_and_is_synced(point["steps"], [1, 2])
     assert summary["rollout tok/s"] > 0 and summary["sync MB/s"] > 0 and summary["step s"] > 0
     assert payload["parameters"]["tiny"] > 100_000

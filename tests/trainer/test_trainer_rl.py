@@ -135,25 +135,27 @@ def test_reward_rises_when_it_can(ray_cluster, tmp_path):
     assert last > first + 0.08, rewards
 
 
-def test_dapo_refills_and_weights_stream_through_vllm_transfer(ray_cluster, tmp_path):
-    """`algo=dapo` with `rollout.weight_sync=gloo`. Scored on format alone, every group of the
-    random model gets 0 (no variance), so each step samples `max_refill_rounds` batches, keeps
-    none, and trains on the first (zero advantages). Weights reach vLLM through the
-    weight-transfer API after every update (the learner-vs-engine match is checked in
-    tests/weights/test_weight_sync.py)."""
-    overrides = TINY_RL + [
-        "algo=dapo",
-        "algo.max_refill_rounds=2",
-        "~reward.weights.accuracy",
-        "rollout.weight_sync=gloo",
-        "trainer.max_steps=2",
-        "trainer.save_every=100",
-        "learner.zero_stage=2",
-    ]
+def test_dapo_weights_stream_through_vllm_transfer(ray_cluster, tmp_path):
+    """`algo=dapo` (three PPO epochs, dynamic sampling) with `rollout.weight_sync=gloo`: weights
+    reach vLLM through the weight-transfer API after every update, and the next step's engine
+    log-probs match the learner's. The length term gives every group reward variance, so the
+    first round keeps both groups (refills of zero-variance groups: tests/trainer/test_trainer_units.py)."""
+    overrides = (
+        TINY_RL
+        + MOVING
+        + [
+            "algo=dapo",
+            "algo.max_refill_rounds=2",
+            "rollout.weight_sync=gloo",
+            "trainer.max_steps=2",
+            "trainer.save_every=100",
+            "learner.zero_stage=2",
+        ]
+    )
     run(compose(overrides), tmp_path)
     rows = _metrics(tmp_path)
-    assert [row["step"] for row in rows] == [1, 2]
+    assert_every_step_moves_and_is_synced(rows, [1, 2])
     for row in rows:
-        assert row["dapo/dynamic_sampling_rounds"] == 2.0 and row["dapo/dynamic_sampling_kept_groups"] == 0.0
-        assert row["reward/std"] == 0.0 and row["samples"] == 2 * 4
+        assert row["dapo/dynamic_sampling_rounds"] == 1.0 and row["dapo/dynamic_sampling_kept_groups"] == 2.0
+        assert row["reward/std"] > 0 and row["samples"] == 2 * 4
         assert row["sync/mb_per_s"] > 0 and row["weight_version"] == row["step"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rft_test_helpers import EASY_COUNTING, TINY_RL, compose, read_metrics
+from rft_test_helpers import EASY_COUNTING, MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose, read_metrics
 
 from rft.data.records import Record
 from rft.tasks import get_task
@@ -40,9 +40,9 @@ def test_ans_sft_loss_falls(ray_cluster, tmp_path):
 
 @pytest.mark.slow
 def test_zero_runs_grpo_from_the_base_model(ray_cluster, tmp_path):
-    cfg = compose([arg for arg in TINY_RL if arg != "stage=rl"] + ["stage=zero", "trainer.max_steps=2", "learner.zero_stage=2"])
+    cfg = compose([arg for arg in TINY_RL if arg != "stage=rl"] + MOVING + ["stage=zero", "trainer.max_steps=2", "learner.zero_stage=2"])
     run(cfg, tmp_path)
-    assert [row["step"] for row in read_metrics(tmp_path)] == [1, 2]
+    assert_every_step_moves_and_is_synced(read_metrics(tmp_path), [1, 2])
 
 
 @pytest.mark.slow
