@@ -43,7 +43,8 @@ from rft.models.tiny import CHAT_TEMPLATE, _train_bpe, build_once
 from rft.models.vocab import REASONING_TAGS, corpus
 from rft.paths import models_cache
 
-VERSION = 1
+VERSION = 2  # 2: config.json names its architecture (vLLM refused v1 builds as not generative)
+ARCHITECTURES = {"qwen2vl": "Qwen2VLForConditionalGeneration", "qwen25vl": "Qwen2_5_VLForConditionalGeneration"}
 BUILD_INFO = "rft_build.json"
 PREFIX = "arch:"
 SHARD_BYTES = 1 << 30  # 1 GiB of bf16 per safetensors shard
@@ -197,6 +198,7 @@ def published_config(name: str, dtype: str = "bfloat16"):
     ids = special_token_ids()
     config_cls = Qwen2VLConfig if spec.arch == "qwen2vl" else Qwen2_5_VLConfig
     return config_cls(
+        architectures=[ARCHITECTURES[spec.arch]],  # vLLM picks its model class (and runner) by this
         text_config=_text_config(spec),
         vision_config=dict(spec.vision),
         image_token_id=ids["<|image_pad|>"],

@@ -122,6 +122,8 @@ def test_a_whole_build_loads_in_transformers(mini_spec, tmp_path, make_image):
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1
     info = json.loads((out / arch.BUILD_INFO).read_text())
+    # vLLM picks its model class and runner from this; a build without it is refused as "not generative"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen2VLForConditionalGeneration"]
     model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.bfloat16)
     assert sum(p.numel() for p in model.parameters()) == info["parameters"]
     assert model.config.text_config.vocab_size == 151936
