@@ -64,3 +64,65 @@ def read_metrics(run_dir) -> list[dict]:
     from pathlib import Path
 
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def no_kl_loss():
+    """GRPO's clipped loss without KL or entropy terms: what the weight-sync tests update with."""
+    from rft.algo.config import Aggregation, KLEstimator, LossSettings
+
+    return LossSettings(
+        beta=0.0,
+        kl_estimator=KLEstimator.k3,
+        clip_eps_low=0.2,
+        clip_eps_high=0.2,
+        aggregation=Aggregation.seq_mean_token_mean,
+        entropy_coef=0.0,
+        max_completion_len=None,
+        tis_cap=0.0,
+    )
+
+
+def counting_prompt(model_dir, image, min_pixels: int = 3136, max_pixels: int = 50176):
+    """One chat-formatted counting prompt with `image`, for scoring a fixed completion."""
+    from rft.models.loading import load_processor
+    from rft.types import PromptItem
+
+    processor = load_processor(model_dir, min_pixels=min_pixels, max_pixels=max_pixels)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many objects are there?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
+
+
+def max_gap(a: list[float], b: list[float]) -> float:
+    """The largest |a_i - b_i| of two equally long, non-empty log-prob lists."""
+    assert len(a) == len(b) > 0
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def tiny_learner_settings(model_path, **changes):
+    """LearnerSettings for a learner group built directly in a test (fp32, sdpa, constant lr, no LoRA)."""
+    from rft.learner.worker import LearnerSettings
+
+    base = dict(
+        model_path=model_path,
+        min_pixels=3136,
+        max_pixels=50176,
+        zero_stage=3,
+        dtype="float32",
+        attn_implementation="sdpa",
+        gradient_checkpointing=None,
+        freeze_vision=True,
+        lr=1e-6,
+        weight_decay=0.0,
+        lr_scheduler="constant",
+        warmup_steps=0,
+        total_steps=1,
+        max_grad_norm=1.0,
+        micro_batch_tokens=120,
+        need_reference=True,
+        backend="auto",
+        seed=0,
+        shared_prefix=True,
+        lora=None,
+    )
+    return LearnerSettings(**{**base, **changes})

@@ -83,7 +83,7 @@ class LearnerSettings:
     backend: DistBackend
     seed: int
     shared_prefix: bool  # pack each prompt's completions into one row (rft.learner.batch)
-    lora: LoRASettings | None = None  # None or rank 0: full fine-tuning (rft.learner.lora)
+    lora: LoRASettings | None  # None or rank 0: full fine-tuning (rft.learner.lora)
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):

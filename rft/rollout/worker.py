@@ -41,7 +41,7 @@ class EngineSettings:
     gpu_memory_utilization: float
     enable_sleep_mode: bool
     weight_transfer_backend: str | None  # vLLM backend for rollout.weight_sync=gloo|nccl|ipc
-    max_lora_rank: int = 0  # > 0: weight versions arrive as LoRA adapters of up to this rank
+    max_lora_rank: int  # > 0: weight versions arrive as LoRA adapters of up to this rank
 
 
 def engine_dtype(dtype: DType) -> str:

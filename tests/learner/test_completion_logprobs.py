@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rft_test_helpers import tiny_learner_settings
 
 from rft.algo import entropy_from_logits, token_logprobs
 from rft.learner.batch import FeatureCache, collate
@@ -140,32 +141,11 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
     reference's log-probs equal the full-logits path of a plain model."""
     from rft.algo.config import LossSettings
     from rft.learner.group import LearnerGroup
-    from rft.learner.worker import LearnerSettings
 
     model, _, samples, batch = setup
     with torch.no_grad():
         expected = token_logprobs(_full_path(model, batch), batch.completion_ids)
-    settings = LearnerSettings(
-        model_path=tiny_model,
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
-        zero_stage=3,
-        dtype="float32",
-        attn_implementation="sdpa",
-        gradient_checkpointing=None,
-        freeze_vision=True,
-        lr=1e-6,
-        weight_decay=0.0,
-        lr_scheduler="constant",
-        warmup_steps=0,
-        total_steps=1,
-        max_grad_norm=1.0,
-        micro_batch_tokens=120,
-        need_reference=True,
-        backend="auto",
-        seed=0,
-        shared_prefix=True,
-    )
+    settings = tiny_learner_settings(tiny_model)
     group = placement([{"CPU": 1}] * ranks)
     learner = LearnerGroup(settings, ranks, group, list(range(ranks)), cpus=1, gpus=0)
     try:

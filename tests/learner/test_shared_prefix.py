@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 import torch
+from rft_test_helpers import tiny_learner_settings
 
 from rft.algo import entropy_from_logits, policy_loss, token_logprobs
 from rft.algo.config import LossSettings
@@ -256,29 +257,9 @@ def _learner_run(placement, tiny_model, samples: list[TrainSample], zero_stage: 
     import ray
 
     from rft.learner.group import LearnerGroup
-    from rft.learner.worker import LearnerSettings
 
-    settings = LearnerSettings(
-        model_path=tiny_model,
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
-        zero_stage=zero_stage,
-        dtype="float32",
-        attn_implementation="sdpa",
-        gradient_checkpointing=None,
-        freeze_vision=True,
-        lr=1e-5,
-        weight_decay=0.0,
-        lr_scheduler="constant",
-        warmup_steps=0,
-        total_steps=1,
-        max_grad_norm=1.0,
-        micro_batch_tokens=60,  # groups cut into chunks; the ranks get different micro-batch counts
-        need_reference=False,
-        backend="auto",
-        seed=0,
-        shared_prefix=shared_prefix,
-    )
+    # groups cut into chunks (60 tokens); the ranks get different micro-batch counts; no reference model here
+    settings = tiny_learner_settings(tiny_model, zero_stage=zero_stage, lr=1e-5, micro_batch_tokens=60, need_reference=False, shared_prefix=shared_prefix)
     learner = LearnerGroup(settings, ranks, placement([{"CPU": 1}] * ranks), list(range(ranks)), cpus=1, gpus=0)
     try:
         logprobs = learner.logprobs(samples, "policy")

@@ -10,14 +10,13 @@ One engine serves every check (a vLLM start is most of this test's time)."""
 from __future__ import annotations
 
 import pytest
-from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose
+from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose, counting_prompt, max_gap, no_kl_loss
 
-from rft.algo.config import Aggregation, KLEstimator, LossSettings
 from rft.learner.group import LearnerGroup
 from rft.models.adapter import adapter_bytes, merge_adapter
 from rft.placement.workers import engine_settings, learner_settings
 from rft.rollout.group import RolloutGroup
-from rft.types import PromptItem, SamplingSettings, TrainSample
+from rft.types import SamplingSettings, TrainSample
 from rft.weights.sync import WeightSyncer
 
 pytestmark = pytest.mark.slow
@@ -35,30 +34,6 @@ LORA = TINY_RL + [
     "rollout.weight_sync=gloo",
     "learner.lora.rank=8",
 ]
-RL_LOSS = LossSettings(
-    beta=0.0,
-    kl_estimator=KLEstimator.k3,
-    clip_eps_low=0.2,
-    clip_eps_high=0.2,
-    aggregation=Aggregation.seq_mean_token_mean,
-    entropy_coef=0.0,
-    max_completion_len=None,
-    tis_cap=0.0,
-)
-
-
-def _prompt(tiny_model, image) -> PromptItem:
-    from rft.models.loading import load_processor
-
-    processor = load_processor(tiny_model, min_pixels=3136, max_pixels=50176)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many objects are there?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
-
-
-def _max_gap(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b) > 0
-    return max(abs(x - y) for x, y in zip(a, b))
 
 
 def test_adapter_sync_matches_learner_and_moves_adapter_bytes_only(placement, tiny_model, tiny_image, tmp_path):
@@ -72,26 +47,26 @@ def test_adapter_sync_matches_learner_and_moves_adapter_bytes_only(placement, ti
     streamed = WeightSyncer("gloo", learner, rollout, tmp_path / "unused")
     streamed.open()
 
-    item = _prompt(tiny_model, tiny_image)
+    item = counting_prompt(tiny_model, tiny_image)
     completions, _ = rollout.generate([item], SamplingSettings(n=4, temperature=1.0, max_tokens=16, seed=0), with_rewards=False)
     fixed = completions[0].token_ids
     sample = TrainSample(item, fixed)
     base = learner.logprobs([sample, sample])[0]
     scores = [rollout.score(item, fixed)]
-    assert _max_gap(base, scores[0]) < LOGPROB_GAP_TOL
+    assert max_gap(base, scores[0]) < LOGPROB_GAP_TOL
 
     samples = [TrainSample(item, c.token_ids, advantage=(1.0 if i % 2 else -1.0)) for i, c in enumerate(completions)]
     for version, sync in ((1, by_folder), (2, streamed)):
-        metrics = learner.train_rl(samples, RL_LOSS)
+        metrics = learner.train_rl(samples, no_kl_loss())
         assert metrics["skipped_update"] == 0.0 and metrics["grad_norm"] > 0
         stats = sync.push(version)
         learner_now = learner.logprobs([sample, sample])[0]
         scores.append(rollout.score(item, fixed))
-        gap = _max_gap(learner_now, scores[-1])
-        print(f"v{version} ({sync.mode.value}): engine-learner max gap {gap:.2e}, moved {_max_gap(scores[-1], scores[-2]):.3f}, {stats.bytes:.0f} bytes")
+        gap = max_gap(learner_now, scores[-1])
+        print(f"v{version} ({sync.mode.value}): engine-learner max gap {gap:.2e}, moved {max_gap(scores[-1], scores[-2]):.3f}, {stats.bytes:.0f} bytes")
         assert gap < LOGPROB_GAP_TOL
-        assert _max_gap(scores[-1], scores[-2]) > 1e-3
-        assert _max_gap(learner.logprobs([sample, sample], which="reference")[0], base) < 1e-5  # adapters off: the base
+        assert max_gap(scores[-1], scores[-2]) > 1e-3
+        assert max_gap(learner.logprobs([sample, sample], which="reference")[0], base) < 1e-5  # adapters off: the base
         adapter = _adapter_tensor_bytes(learner)
         # by folder: the adapter file the engine read (tensors + a small header); gloo: the tensors
         assert stats.bytes == (pytest.approx(adapter, rel=0.05) if sync is by_folder else adapter)
@@ -104,7 +79,7 @@ def test_adapter_sync_matches_learner_and_moves_adapter_bytes_only(placement, ti
     assert adapter_bytes(tmp_path / "ckpt" / "adapter") > 0 and not (tmp_path / "ckpt" / "hf").exists()
     merged = merge_adapter(tmp_path / "ckpt" / "adapter", tmp_path / "merged")
     rollout.load_weights(str(merged), 3)
-    assert _max_gap(rollout.score(item, fixed), scores[-1]) < LOGPROB_GAP_TOL
+    assert max_gap(rollout.score(item, fixed), scores[-1]) < LOGPROB_GAP_TOL
     out, _ = rollout.generate([item], SamplingSettings(n=2, max_tokens=8, seed=1), with_rewards=False)
     assert len(out) == 2 and all(c.token_ids for c in out)
     by_folder.close()

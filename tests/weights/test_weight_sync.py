@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import pytest
 import ray
-from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose
+from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose, counting_prompt, max_gap, no_kl_loss
 
-from rft.algo.config import Aggregation, KLEstimator, LossSettings
 from rft.learner.group import LearnerGroup
 from rft.placement.determinism import rollout_env
 from rft.placement.workers import engine_settings, learner_settings
 from rft.rollout.group import RolloutGroup
-from rft.types import PromptItem, SamplingSettings, TrainSample
+from rft.types import SamplingSettings, TrainSample
 from rft.weights.errors import NonFiniteWeights
 from rft.weights.sync import WeightSyncer
 
@@ -27,25 +26,6 @@ pytestmark = pytest.mark.slow
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
 
 
-def _prompt(tiny_model, image):
-    from rft.models.loading import load_processor
-
-    processor = load_processor(tiny_model, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many objects are there?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return PromptItem(uid="r0", group=0, prompt_text=text, images=[image], solution="2")
-
-
-RL_LOSS = LossSettings(
-    beta=0.0,
-    kl_estimator=KLEstimator.k3,
-    clip_eps_low=0.2,
-    clip_eps_high=0.2,
-    aggregation=Aggregation.seq_mean_token_mean,
-    entropy_coef=0.0,
-    max_completion_len=None,
-    tis_cap=0.0,
-)
 # A large constant learning rate, so that one update visibly moves the engine's log-probs.
 SETTINGS = TINY_RL + [
     "model.dtype=float32",
@@ -85,11 +65,6 @@ def _engine_vision_norm(rollout: RolloutGroup) -> float:
     return ray.get(rollout.workers[0].__ray_call__.remote(read))
 
 
-def _max_gap(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b) > 0
-    return max(abs(x - y) for x, y in zip(a, b))
-
-
 @pytest.mark.parametrize("sync", ["folder", "gloo"])
 def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_image, tmp_path):
     cfg = compose(SETTINGS + [f"rollout.weight_sync={sync}"])
@@ -118,7 +93,7 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
             assert sorted(p.name for p in (tmp_path / "sync").iterdir()) == [f"v{version}"]
         return stats.bytes
 
-    item = _prompt(tiny_model, tiny_image)
+    item = counting_prompt(tiny_model, tiny_image)
     completions, _ = rollout.generate([item], SamplingSettings(n=4, temperature=1.0, max_tokens=16, seed=0), with_rewards=False)
     assert len(completions) == 4 and all(c.token_ids for c in completions)
     # vLLM saw the prompt with exactly the image tokens the learner's processor makes.
@@ -126,19 +101,19 @@ def test_update_then_sync_matches_learner(sync, placement, tiny_model, tiny_imag
     sample = TrainSample(item, fixed)
     learner_before = learner.logprobs([sample, sample])[0]
     engine_before = rollout.score(item, fixed)
-    assert _max_gap(learner_before, engine_before) < LOGPROB_GAP_TOL
+    assert max_gap(learner_before, engine_before) < LOGPROB_GAP_TOL
     vision_norms = [_engine_vision_norm(rollout)]
 
     samples = [TrainSample(item, c.token_ids, advantage=(1.0 if i % 2 else -1.0)) for i, c in enumerate(completions)]
     engine_scores = [engine_before]
     for version in (1, 2):  # a second round checks the transfer group and layerwise reload are reusable
-        metrics = learner.train_rl(samples, RL_LOSS)
+        metrics = learner.train_rl(samples, no_kl_loss())
         assert metrics["skipped_update"] == 0.0 and metrics["grad_norm"] > 0
         assert push(version) > 0
         learner_after = learner.logprobs([sample, sample])[0]
         engine_scores.append(rollout.score(item, fixed))
-        assert _max_gap(learner_after, engine_scores[-1]) < LOGPROB_GAP_TOL
-        assert _max_gap(engine_scores[-1], engine_scores[-2]) > 1e-3
+        assert max_gap(learner_after, engine_scores[-1]) < LOGPROB_GAP_TOL
+        assert max_gap(engine_scores[-1], engine_scores[-2]) > 1e-3
         # the trained vision tower reached the engine: its vision weights moved too
         vision_norms.append(_engine_vision_norm(rollout))
         assert vision_norms[-1] != pytest.approx(vision_norms[-2], rel=1e-6)
