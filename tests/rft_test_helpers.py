@@ -126,3 +126,19 @@ def tiny_learner_settings(model_path, **changes):
         lora=None,
     )
     return LearnerSettings(**{**base, **changes})
+
+
+# A learner group and a vLLM engine in fp32 with a large constant learning rate, so that one
+# update visibly moves the engine's log-probs after a sync (the weight-sync tests).
+ONE_UPDATE_MOVES = [
+    *TINY_RL,
+    "model.dtype=float32",
+    "learner.zero_stage=3",
+    "learner.micro_batch_tokens=4096",
+    "algo.lr=1e-2",
+    "algo.lr_scheduler=constant",
+    "algo.warmup_steps=0",
+    "algo.weight_decay=0.0",
+    "rollout.max_model_len=1024",
+    "rollout.engine=vllm",
+]

@@ -10,7 +10,7 @@ One engine serves every check (a vLLM start is most of this test's time)."""
 from __future__ import annotations
 
 import pytest
-from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose, counting_prompt, max_gap, no_kl_loss
+from rft_test_helpers import LOGPROB_GAP_TOL, ONE_UPDATE_MOVES, compose, counting_prompt, max_gap, no_kl_loss
 
 from rft.learner.group import LearnerGroup
 from rft.models.adapter import adapter_bytes, merge_adapter
@@ -20,20 +20,7 @@ from rft.types import SamplingSettings, TrainSample
 from rft.weights.sync import WeightSyncer
 
 pytestmark = pytest.mark.slow
-# fp32 on both sides; a large constant learning rate, so one update visibly moves the log-probs.
-LORA = TINY_RL + [
-    "model.dtype=float32",
-    "learner.zero_stage=3",
-    "learner.micro_batch_tokens=4096",
-    "algo.lr=1e-2",
-    "algo.lr_scheduler=constant",
-    "algo.warmup_steps=0",
-    "algo.weight_decay=0.0",
-    "rollout.max_model_len=1024",
-    "rollout.engine=vllm",
-    "rollout.weight_sync=gloo",
-    "learner.lora.rank=8",
-]
+LORA = [*ONE_UPDATE_MOVES, "rollout.weight_sync=gloo", "learner.lora.rank=8"]
 
 
 def test_adapter_sync_matches_learner_and_moves_adapter_bytes_only(placement, tiny_model, tiny_image, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import ray
-from rft_test_helpers import LOGPROB_GAP_TOL, TINY_RL, compose, counting_prompt, max_gap, no_kl_loss
+from rft_test_helpers import LOGPROB_GAP_TOL, ONE_UPDATE_MOVES, compose, counting_prompt, max_gap, no_kl_loss
 
 from rft.learner.group import LearnerGroup
 from rft.placement.determinism import rollout_env
@@ -26,19 +26,7 @@ pytestmark = pytest.mark.slow
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
 
 
-# A large constant learning rate, so that one update visibly moves the engine's log-probs.
-SETTINGS = TINY_RL + [
-    "model.dtype=float32",
-    "model.freeze_vision=false",
-    "learner.zero_stage=3",
-    "learner.micro_batch_tokens=4096",
-    "algo.lr=1e-2",
-    "algo.lr_scheduler=constant",
-    "algo.warmup_steps=0",
-    "algo.weight_decay=0.0",
-    "rollout.max_model_len=1024",
-    "rollout.engine=vllm",
-]
+SETTINGS = [*ONE_UPDATE_MOVES, "model.freeze_vision=false"]
 
 
 def _poison_a_weight(worker) -> None:
