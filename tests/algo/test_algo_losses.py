@@ -5,20 +5,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from rft_test_helpers import no_kl_loss
 
-from rft.algo import Aggregation, KLEstimator, LossSettings, aggregate, is_finite_loss, kl_penalty, nonfinite, policy_loss
+from rft.algo import aggregate, is_finite_loss, kl_penalty, nonfinite, policy_loss
 
-GRPO = LossSettings(
-    beta=0.04,
-    kl_estimator=KLEstimator.k3,
-    clip_eps_low=0.2,
-    clip_eps_high=0.2,
-    aggregation=Aggregation.seq_mean_token_mean,
-    entropy_coef=0.0,
-    max_completion_len=None,
-    tis_cap=0.0,
-)
-NO_KL = replace(GRPO, beta=0.0)
+NO_KL = no_kl_loss()
+GRPO = replace(NO_KL, beta=0.04)  # the seeds' GRPO: k3 KL at 0.04
 
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
 MASK = torch.tensor([[1, 1, 1], [1, 0, 0]])
