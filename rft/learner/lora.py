@@ -8,22 +8,17 @@
 - The reference model for the KL term is the same module with its adapters disabled
   (`adapters_off`): no second copy of the base in memory.
 - Weight sync and checkpoints move the adapter only: `adapter_state` (PEFT's names, which vLLM's
-  LoRA loader reads) and `write_adapter` (a PEFT folder, `rft.models.adapter`).
+  LoRA loader reads) and `rft.models.adapter.write_adapter` (a PEFT folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-from rft.models.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from rft.models.loading import write_safetensors
 
 ADAPTER_NAME = "default"  # PEFT's; it is dropped from the names saved and sent
 
@@ -89,14 +84,6 @@ def adapter_config(module) -> dict:
 
 def _jsonable(value):
     return sorted(value) if isinstance(value, set) else str(value)
-
-
-def write_adapter(state: dict[str, torch.Tensor], config: dict, folder: str | os.PathLike) -> int:
-    """An adapter folder (`rft.models.adapter`) from `state` (saved names); returns the weights
-    file's size in bytes. The config goes last: a folder with one is complete."""
-    size = write_safetensors(state, folder, name=ADAPTER_WEIGHTS)
-    (Path(folder) / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
-    return size
 
 
 def gathered_state(module, zero_stage: int, rank: int) -> dict[str, torch.Tensor] | None:

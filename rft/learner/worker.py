@@ -535,7 +535,8 @@ class LearnerWorker:
 
     def _write_adapter(self, folder: str) -> int:
         """The adapter as an adapter folder, on rank 0; its weights' size in bytes. Collective."""
-        from rft.learner.lora import adapter_config, gathered_state, write_adapter
+        from rft.learner.lora import adapter_config, gathered_state
+        from rft.models.adapter import write_adapter
 
         state = gathered_state(self.engine, self.settings.zero_stage, self.rank)
         return write_adapter(state, adapter_config(self.engine), folder) if state is not None else 0

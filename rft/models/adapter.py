@@ -35,6 +35,16 @@ def adapter_bytes(folder: str | os.PathLike) -> int:
     return (Path(folder) / ADAPTER_WEIGHTS).stat().st_size
 
 
+def write_adapter(state: dict, config: dict, folder: str | os.PathLike) -> int:
+    """An adapter folder from `state` (PEFT's saved names) and `config`; returns the weights
+    file's size in bytes. The config goes last: a folder with one is complete."""
+    from rft.models.loading import write_safetensors
+
+    size = write_safetensors(state, folder, name=ADAPTER_WEIGHTS)
+    (Path(folder) / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+    return size
+
+
 def load_adapter_weights(model, folder: str | os.PathLike):
     """`model` (transformers) with the adapter in `folder` applied: wrapped in a `PeftModel` the
     first time, its adapter weights replaced on later calls (same rank and targets)."""

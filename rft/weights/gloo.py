@@ -169,18 +169,11 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, TensorListUpda
     def _write_adapter(self, state: dict[str, torch.Tensor], update_info: TensorListUpdateInfo) -> None:
         """The received adapter as an adapter folder where the engine asked for it (first worker
         only: the others received the same tensors)."""
-        import json
-        from pathlib import Path
-
-        from rft.models.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-        from rft.models.loading import write_safetensors
+        from rft.models.adapter import write_adapter
 
         self.received_adapter = True
-        if worker_rank(self.parallel_config, 0) != 0:
-            return
-        out = Path(update_info.adapter_dir)
-        write_safetensors(state, out, name=ADAPTER_WEIGHTS)
-        (out / ADAPTER_CONFIG).write_text(json.dumps(update_info.adapter_config))  # last: complete
+        if worker_rank(self.parallel_config, 0) == 0:
+            write_adapter(state, update_info.adapter_config, update_info.adapter_dir)
 
     def finish_weight_update(self) -> None:
         if not self.reloading:

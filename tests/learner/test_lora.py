@@ -9,8 +9,8 @@ import torch
 from rft_test_helpers import compose
 
 from rft.errors import ConfigError
-from rft.learner.lora import LoRASettings, adapter_config, adapter_params, adapters_off, base_model, gathered_state, wrap, write_adapter
-from rft.models.adapter import adapter_bytes, adapter_rank, checkpoint_model, is_adapter_folder, load_adapter_weights
+from rft.learner.lora import LoRASettings, adapter_config, adapter_params, adapters_off, base_model, gathered_state, wrap
+from rft.models.adapter import adapter_bytes, adapter_rank, checkpoint_model, is_adapter_folder, load_adapter_weights, write_adapter
 from rft.models.loading import load_model, resolve_model_path
 from rft.models.merge import main as merge_main
 from rft.weights.modes import WeightSync, resolve_mode
