@@ -337,6 +337,11 @@ def write_safetensors(weights: dict, folder: str | os.PathLike, name: str = WEIG
     return (out / name).stat().st_size
 
 
+def weight_file_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the safetensors weight files in a checkpoint folder: what a reload reads."""
+    return sum(file.stat().st_size for file in Path(folder).glob("*.safetensors"))
+
+
 def write_checkpoint_folder(weights: dict, folder: str | os.PathLike, model_dir: str | os.PathLike) -> Path:
     """Write `weights` (checkpoint names, e.g. from `checkpoint_state_dict`) as a complete
     checkpoint in `folder`: `model.safetensors` plus the config, tokenizer and processor files of

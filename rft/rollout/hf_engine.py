@@ -93,7 +93,7 @@ class HFEngine:
         """Take the weights in `folder` (a checkpoint, or a LoRA adapter applied to the base
         model); the bytes read."""
         from rft.models.adapter import adapter_bytes, is_adapter_folder, load_adapter_weights
-        from rft.models.loading import checkpoint_state_dict
+        from rft.models.loading import checkpoint_state_dict, weight_file_bytes
 
         if is_adapter_folder(folder):
             self.model = load_adapter_weights(self.model, folder).eval()
@@ -108,7 +108,7 @@ class HFEngine:
         with torch.no_grad():
             for name, tensor in targets.items():
                 tensor.copy_(loaded[name].to(tensor.dtype))
-        return sum(os.path.getsize(file) for file in glob.glob(os.path.join(folder, "*.safetensors")))
+        return weight_file_bytes(folder)
 
     def sleep(self) -> None:  # nothing to free: the HF engine holds no KV cache between calls
         pass

@@ -111,6 +111,7 @@ class VLLMEngine:
         )
         self.adapter = None  # the LoRARequest of the weight version being served (LoRA only)
         self.adapters_loaded = 0
+        self.streamed_adapter = None  # the adapter folder a streamed update is writing (LoRA only)
         # Per-request seeds make sampling reproducible request by request, but on CPU vLLM 0.32
         # crashes when it rewinds a seeded request's generator after a split prefill ("CPU
         # Generator does not use offset"); there the engine-wide `seed` alone is used, and an
@@ -181,7 +182,8 @@ class VLLMEngine:
     def load_weights(self, folder: str) -> int:
         """Serve the weights in `folder` (a checkpoint, or an adapter); the bytes read."""
         from rft.models.adapter import adapter_bytes, is_adapter_folder
-        from rft.weights.vllm_worker import reload_vllm_weights, weight_file_bytes
+        from rft.models.loading import weight_file_bytes
+        from rft.weights.vllm_worker import reload_vllm_weights
 
         if is_adapter_folder(folder):
             self.serve_adapter(folder)
@@ -226,7 +228,7 @@ class VLLMEngine:
         from rft.weights.vllm_worker import finish_transferred_update
 
         received = finish_transferred_update(self.llm)
-        adapter, self.streamed_adapter = getattr(self, "streamed_adapter", None), None
+        adapter, self.streamed_adapter = self.streamed_adapter, None
         if adapter is not None:
             from pathlib import Path
 

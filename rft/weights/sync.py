@@ -73,7 +73,10 @@ class WeightSyncer:
         """The learners' current weights into every engine, as weight version `version`."""
         start = time.perf_counter()
         try:
-            self._stream(version) if self.streamed else self._through_folder(version)
+            if self.streamed:
+                self._stream(version)
+            else:
+                self._through_folder(version)
             received = self.rollout.received_bytes()
         except ray.exceptions.RayTaskError as err:
             cause = remote_cause(err)

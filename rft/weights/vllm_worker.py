@@ -114,13 +114,6 @@ def finish_transferred_update(llm) -> int:
     return int(received[0]) if received else 0
 
 
-def weight_file_bytes(folder: str | os.PathLike) -> int:
-    """Bytes of the weight files in a checkpoint folder: what a reload reads."""
-    from pathlib import Path
-
-    return sum(file.stat().st_size for file in Path(folder).glob("*.safetensors"))
-
-
 def drop_stale_caches(llm) -> None:
     llm.llm_engine.reset_encoder_cache()
     llm.reset_prefix_cache()
