@@ -44,9 +44,13 @@ MOVING = ["+reward.weights.length=1.0", "algo.lr=1e-3", "model.dtype=float32"]
 # Mean |engine - learner| log-prob of the sampled tokens, both in fp32: measured 2.1-2.6e-7 per
 # step (vLLM and HF engines). A planted sync that exported but never loaded gave 0.35 at step 2.
 LOGPROB_GAP_TOL = 1e-4
+# The same gap with both sides in bf16 (the default dtype on this CPU): measured 0.8-1.2e-3 over
+# 30 steps of 24 tokens, 1.7-2.0e-3 over 64-token completions; a sync that never loads moves it
+# by ~0.35 at lr 1e-3.
+LOGPROB_GAP_TOL_BF16 = 1e-2
 
 
-def assert_every_step_moves_and_is_synced(rows: list[dict], steps: list[int], synced: bool = True) -> None:
+def assert_every_step_moves_and_is_synced(rows: list[dict], steps: list[int], synced: bool = True, gap_tol: float = LOGPROB_GAP_TOL) -> None:
     """Every step of `rows` (a run's metrics) trained on a gradient, and (`synced`) the engine
     sampled with the learner's weights: at step 1 the weights both loaded, after that the ones
     the previous step's sync pushed. (`synced=False` for off-policy runs, whose old log-probs are
@@ -56,7 +60,7 @@ def assert_every_step_moves_and_is_synced(rows: list[dict], steps: list[int], sy
     for row in steps_rows:
         assert row["grad_norm"] > 0 and row["skipped_update"] == 0, row
         if synced:
-            assert row["rollout/logprob_gap"] < LOGPROB_GAP_TOL, row
+            assert row["rollout/logprob_gap"] < gap_tol, row
 
 
 def read_metrics(run_dir) -> list[dict]:

@@ -13,7 +13,7 @@ import threading
 
 import psutil
 import pytest
-from rft_test_helpers import TINY_RL, compose
+from rft_test_helpers import MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def is_loopback(ip: str) -> bool:
 def test_listening_sockets_of_a_run_are_loopback_only(ray_cluster, tmp_path):
     from rft.trainer import run
 
-    cfg = compose(TINY_RL + ["trainer.max_steps=1", "learner.num_workers=2", "learner.zero_stage=2", "rollout.weight_sync=gloo"])
+    cfg = compose(TINY_RL + MOVING + ["trainer.max_steps=1", "learner.num_workers=2", "learner.zero_stage=2", "rollout.weight_sync=gloo"])
     me = psutil.Process()
     seen: dict[tuple[int, str, int], str] = {}
     errors: list[BaseException] = []
@@ -64,6 +64,7 @@ def test_listening_sockets_of_a_run_are_loopback_only(ray_cluster, tmp_path):
     assert "gcs_server" in names and "raylet" in names, f"the watch did not see Ray's processes: {sorted(set(seen.values()))}"
     exposed = [f"{what} listens on {ip}:{port}" for (_, ip, port), what in sorted(seen.items()) if not is_loopback(ip)]
     assert not exposed, "\n".join(exposed)
+    assert_every_step_moves_and_is_synced(read_metrics(tmp_path / "run"), [1])
 
 
 def test_ray_refuses_a_request_without_the_token(ray_cluster):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rft_test_helpers import EASY_COUNTING, MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose, read_metrics
+from rft_test_helpers import EASY_COUNTING, LOGPROB_GAP_TOL_BF16, MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose, read_metrics
 
 from rft.data.records import Record
 from rft.tasks import get_task
@@ -70,6 +70,7 @@ def test_reason_rft_chain(ray_cluster, tmp_path):
     stage1_hf = stage_one_model(tmp_path / "stage1_sft")
     rl_state = json.loads((tmp_path / "stage2_rl" / "checkpoints" / "step_2" / "trainer_state.json").read_text())
     assert rl_state["model_path"] == str(stage1_hf), "stage 2 must start from stage 1's weights"
+    assert_every_step_moves_and_is_synced(read_metrics(tmp_path / "stage2_rl"), [1, 2], gap_tol=LOGPROB_GAP_TOL_BF16)
     losses = [row["loss"] for row in read_metrics(tmp_path / "stage1_sft")]
     assert losses[-1] < 0.3 * losses[0], losses
     # Measured after 60 steps: format 100% on ID and OOD; the threshold leaves a wide margin.
