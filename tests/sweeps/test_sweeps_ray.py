@@ -1,5 +1,6 @@
 """Sweeps on a 2-CPU Ray head (`small_head`): points queue until they fit, a point larger than the
-cluster fails at once, every job runs its own configuration, and early stopping stops laggards.
+cluster fails at once, every job runs its own configuration and reports its result, early stopping
+stops laggards, and an optuna study runs its trials as jobs.
 
 Each tiny RL point asks for 1 CPU (a learner and a rollout worker of 0.5 CPU each, no driver CPU),
 so two run at a time and the others wait in the launcher's queue.
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from jobs.conftest import sweep_command
+from rft_test_helpers import assert_every_step_moves_and_is_synced, read_metrics
 
 from rft.jobs.sweep import SWEEP_FILE, SweepState
 
@@ -46,32 +48,6 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def test_four_points_queue_on_a_two_cpu_head_and_each_runs_its_own_config(small_head, job_env, run_rft, tiny_model, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    lrs = ["0.0001", "0.001", "0.003", "0.01"]  # algo.lr must be > 0
-    args = ["trainer.max_steps=2", "+reward.weights.length=1.0", "model.dtype=float32", f"algo.lr={','.join(lrs)}"]
-    start = time.monotonic()
-    done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
-    points = SweepState.load(sweep_dir / SWEEP_FILE).points
-    assert [p.status for p in points] == ["SUCCEEDED"] * 4
-    assert all(p.demand == {"CPU": 1.0} for p in points)
-    assert "2 queued · 2 running" in output  # the live table / log showed the queue
-    client = small_head.client()
-    spans = [(client.get_job_info(p.submission_id).start_time, client.get_job_info(p.submission_id).end_time) for p in points]
-    assert _max_overlap(spans) <= 2  # never more than fit on 2 CPUs
-    metrics = []
-    for point, lr in zip(points, lrs):
-        recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
-        assert recorded["algo"]["lr"] == pytest.approx(float(lr)) and recorded["reward"]["weights"]["length"] == 1.0
-        job_overrides = yaml.safe_load((Path(point.run_dir) / ".hydra" / "overrides.yaml").read_text())
-        assert [float(o.split("=", 1)[1]) for o in job_overrides if o.startswith("algo.lr=")] == [pytest.approx(float(lr))]
-        metrics.append(json.dumps(_computed(json.loads((Path(point.run_dir) / "result.json").read_text())["metrics"]), sort_keys=True))
-    assert len(set(metrics)) == 4, metrics  # different learning rates, different runs
-    print(f"4-point sweep on 2 CPUs: {time.monotonic() - start:.0f} s")
-
-
 def test_a_point_larger_than_the_cluster_fails_at_once_with_one_line(small_head, job_env, run_rft, tmp_path):
     sweep_dir = tmp_path / "sweep"
     before = {job.submission_id for job in small_head.client().list_jobs()}
@@ -89,14 +65,21 @@ def test_a_point_larger_than_the_cluster_fails_at_once_with_one_line(small_head,
     assert elapsed < 60, f"{elapsed:.0f} s"  # Hydra's start-up and one look at the cluster
 
 
-def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(small_head, job_env, run_rft, tiny_model, tmp_path):
+def test_four_points_queue_on_a_two_cpu_head_and_the_two_clearly_worse_stop_early(small_head, job_env, run_rft, tiny_model, tmp_path):
+    """Four points of 1 CPU on 2 CPUs: two run, two wait in the launcher's queue; every job runs its
+    own configuration and reports its result; the two points without the length reward (about
+    +0.9 on every short completion) are stopped at the first rung, the better half goes on."""
     sweep_dir = tmp_path / "sweep"
-    # length reward 1.0 (about +0.9 on every short completion) vs 0.0: points 1 and 3 are worse
-    args = ["trainer.max_steps=10", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "hydra.launcher.early_stop.rungs=[2]"]
+    args = ["trainer.max_steps=10", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "model.dtype=float32", "hydra.launcher.early_stop.rungs=[2]"]
     done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     points = SweepState.load(sweep_dir / SWEEP_FILE).points
+    _assert_queued_two_at_a_time(small_head, points, output)
+    for point in points:
+        _assert_ran_its_own_config(point)
+    step_2 = [next(row for row in read_metrics(p.run_dir) if row.get("step") == 2 and "reward/mean" in row) for p in points]
+    assert len({json.dumps(_computed(row), sort_keys=True) for row in step_2}) == 4  # four configurations, four runs
     worse = [p for p in points if "+reward.weights.length=0.0" in p.overrides]
     better = [p for p in points if p not in worse]
     assert len(worse) == len(better) == 2
@@ -105,11 +88,36 @@ def test_early_stopping_stops_the_two_clearly_worse_points_at_the_first_rung(sma
         rank, reached = map(int, point.rungs["2"]["rank"].split("/"))
         assert point.rungs["2"]["decision"] == "stop" and rank > math.ceil(reached / 2)  # the best half goes on
         assert point.final_metric is not None
+    client = small_head.client()
     for point in better:
         assert point.status == "SUCCEEDED" and not point.early_stopped, point
+        assert_every_step_moves_and_is_synced(read_metrics(point.run_dir), list(range(1, 11)))
         assert point.rungs["2"].get("decision", "continue") == "continue"
+        result = json.loads((Path(point.run_dir) / "result.json").read_text())
+        assert point.final_metric == result["final_metric"] and point.metrics == result["metrics"]
+        assert point.optimized == "reward/mean (maximize)" == f"{result['optimized']['name']} ({result['optimized']['direction']})"
+        assert str(client.get_job_status(point.submission_id).value) == "SUCCEEDED"
+        assert "RFT_RESULT " in client.get_job_logs(point.submission_id)  # the metric also reaches remote submitters
     assert max(p.rungs["2"]["value"] for p in worse) < min(p.rungs["2"]["value"] for p in better)
     assert output.count("early stop: point") == 2
+
+
+def _assert_queued_two_at_a_time(head, points, output: str) -> None:
+    assert all(p.demand == {"CPU": 1.0} for p in points)
+    assert "2 queued · 2 running" in output  # the live table / log showed the queue
+    client = head.client()
+    spans = [(client.get_job_info(p.submission_id).start_time, client.get_job_info(p.submission_id).end_time) for p in points]
+    assert _max_overlap(spans) <= 2  # never more than fit on 2 CPUs
+
+
+def _assert_ran_its_own_config(point) -> None:
+    """The job's recorded config and overrides hold the point's own seed and length weight."""
+    assert point.run_dir == str(Path(point.run_dir).parent / str(point.index))
+    recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
+    job_overrides = yaml.safe_load((Path(point.run_dir) / ".hydra" / "overrides.yaml").read_text())
+    seed, weight = (next(o.split("=", 1)[1] for o in point.overrides if o.lstrip("+").startswith(key)) for key in ("trainer.seed=", "reward.weights.length="))
+    assert recorded["trainer"]["seed"] == int(seed) and recorded["reward"]["weights"]["length"] == float(weight), point
+    assert f"trainer.seed={seed}" in job_overrides and f"+reward.weights.length={weight}" in job_overrides, job_overrides
 
 
 def test_a_real_optuna_study_runs_its_trials_as_ray_jobs(small_head, job_env, run_rft, tiny_model, tmp_path):
@@ -132,6 +140,7 @@ def test_a_real_optuna_study_runs_its_trials_as_ray_jobs(small_head, job_env, ru
     for point in points:  # each trial ran its own sampled values
         recorded = yaml.safe_load((Path(point.run_dir) / ".hydra" / "config.yaml").read_text())
         assert recorded["algo"]["lr"] == pytest.approx(_trial_lr(point))
+        assert_every_step_moves_and_is_synced(read_metrics(point.run_dir), [1, 2])
     assert len({_trial_lr(p) for p in points}) == 3
 
 
