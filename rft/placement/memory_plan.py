@@ -28,10 +28,21 @@ default; W ranks; ZeRO stage Z, 0 when W = 1 as `rft.learner.worker` runs it):
 - logits of the completion positions only (`rft.models.heads.head_at`): bf16 logits and their
   gradient, plus the chunked log-softmax temporaries (`rft.algo.logprobs`, 256 MiB chunks); with
   `learner.shared_prefix` a micro-batch holds more completion positions (one prompt copy per group).
+A CPU learner has a second peak, while it loads (`learner_load_memory`): transformers keeps every
+safetensors file of the checkpoint mapped until the last tensor is cast, so the file's pages
+(P x its dtype's bytes, `checkpoint pages`) are resident beside the fp32 weights (4P on every
+rank: the model loads whole before DeepSpeed partitions it). An actor's predicted peak (`total`)
+is the larger of its loading and running sums; measured on the 2B LoRA learner: 14.23 GB while
+loading (4.8 GB of it file pages), 10.8 GB at most while running (predicted 14.42 and 10.89 GB).
+File pages are clean and the kernel drops them under pressure, so what a device must hold
+(`committed`, what `Device.used` and `check_fits` add up) leaves them out (`RECLAIMABLE`).
 Rollout engines: vLLM on GPU takes `gpu_memory_utilization` x the GPU (weights, a workspace and
 the KV cache inside it; the plan checks that the KV cache holds at least one `max_model_len`
-sequence); vLLM on CPU holds bf16 weights plus `VLLM_CPU_KVCACHE_SPACE` (rollout.kv_cache_gb);
-the HF engine holds the weights plus a KV cache for its batch. Colocated on a GPU, vLLM sleeps
+sequence); vLLM on CPU holds its weights (bf16 where the CPU has it; the linears are repacked
+for oneDNN in place, measured 1.0x), a second, packed copy of each vocabulary table
+(`packed_embedding_bytes`), and `VLLM_CPU_KVCACHE_SPACE` (rollout.kv_cache_gb); it reads one
+shard at a time, so its load is no peak of its own for shards up to the KV cache's size.
+The HF engine holds the weights plus a KV cache for its batch. Colocated on a GPU, vLLM sleeps
 while the learners update, so a GPU must hold max(learner peak + vLLM asleep, learner's
 persistent state + vLLM awake).
 
@@ -42,7 +53,13 @@ model (rft/bench/results/rl_peer_trl.json), where the model's own terms are a fe
 ~44 M bench model of the same run is the check (tests/placement/test_memory_plan.py). That run
 had vLLM's engine core in a process of its own; since `trainer.deterministic` (on by default on
 CPU) the engine runs inside the rollout actor, one runtime instead of two (`vllm_in_process`,
-calibrated on a fresh tiny run). GPU
+calibrated on a fresh tiny run). The 2B real-architecture LoRA run
+(rft/bench/results/scale_qwen2vl_2b_lora8.json) checks the terms that only matter at real size.
+What the terms leave out, measured on its vLLM actor (8.7 GB): glibc keeps ~0.7 GB of freed
+blocks in the heap (malloc_trim returns them; the rollout actor does not fix glibc's mmap
+threshold as the learner does, `rft.learner.worker.return_freed_memory_to_the_os`), and ~0.9 GB
+more grows with the model without a term yet (a 151 k-entry tokenizer and processor, ~0.1 GB a
+copy; oneDNN's per-linear handles): the prediction is 16% under there. GPU
 constants (`GPU_OVERHEAD`: CUDA context, allocator slack, NCCL buffers, vLLM's graphs and
 sampler workspace) are assumptions from the libraries' documented behaviour, not measured here.
 Sequence lengths are the worst case the configuration allows: `PROMPT_TEXT_TOKENS` of text plus
@@ -81,6 +98,7 @@ CPU_BASELINE = {"learner": int(1.17 * GB), "vllm": int(3.72 * GB), "vllm_in_proc
 # sampler/graph workspace + the vision encoder's profiling run (vLLM, inside its utilization).
 GPU_OVERHEAD = {"learner": int(1.5 * GiB), "vllm": int(2.0 * GiB), "hf": int(1.0 * GiB), "vllm_asleep": int(0.5 * GiB)}
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # language-model linears
+RECLAIMABLE = ("checkpoint pages",)  # clean mmap'd file pages: resident, but not memory a plan must hold
 
 
 class PlanError(UserError, RuntimeError):
@@ -109,6 +127,8 @@ class ModelShape:
     patch: int
     merge: int
     largest_tensor: int  # elements: the embedding
+    tied: bool = True  # the LM head is the embedding (tie_word_embeddings)
+    checkpoint_element: int = 2  # bytes a parameter takes in the checkpoint files (config.json's dtype)
 
     @property
     def head_dim(self) -> int:
@@ -171,6 +191,17 @@ def vision_parameters(vision: dict[str, Any], out_hidden: int) -> int:
     return embed + vision["depth"] * block + merger
 
 
+CHECKPOINT_ELEMENT = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def checkpoint_element(config: dict[str, Any]) -> int:
+    """Bytes per parameter in the safetensors files: config.json's `dtype` (`torch_dtype` before
+    transformers 5), bf16 where it is missing (the published Qwen2-VL / Qwen2.5-VL checkpoints)."""
+    text = _text(config)
+    dtype = config.get("dtype") or config.get("torch_dtype") or text.get("dtype") or text.get("torch_dtype") or "bfloat16"
+    return CHECKPOINT_ELEMENT.get(str(dtype).removeprefix("torch."), 2)
+
+
 def shape_of(config: dict[str, Any]) -> ModelShape:
     text, vision = _text(config), config["vision_config"]
     params, vision_params = count_parameters(config)
@@ -190,6 +221,8 @@ def shape_of(config: dict[str, Any]) -> ModelShape:
         patch=vision["patch_size"],
         merge=vision["spatial_merge_size"],
         largest_tensor=text["vocab_size"] * text["hidden_size"],
+        tied=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+        checkpoint_element=checkpoint_element(config),
     )
 
 
@@ -222,7 +255,8 @@ def published_config_json(name: str) -> dict[str, Any]:
     from rft.models.arch import spec_of
 
     spec = spec_of(name)
-    return {"text_config": dict(spec.text), "vision_config": dict(spec.vision), "tie_word_embeddings": spec.text["tie_word_embeddings"]}
+    # bf16: what the released checkpoints and the arch: builds store
+    return {"text_config": dict(spec.text), "vision_config": dict(spec.vision), "tie_word_embeddings": spec.text["tie_word_embeddings"], "dtype": "bfloat16"}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -368,10 +402,18 @@ class ActorMemory:
     terms: dict[str, int]
     persistent: int = 0  # what stays between updates (a colocated GPU holds it beside vLLM)
     device: str = "RAM"
+    load: dict[str, int] = field(default_factory=dict)  # terms of the model-loading peak, when it has its own
 
     @property
     def total(self) -> int:
-        return sum(self.terms.values())
+        """Predicted peak resident memory: the larger of the two peaks, loading and running."""
+        return max(sum(self.terms.values()), sum(self.load.values()))
+
+    @property
+    def committed(self) -> int:
+        """The peak the machine must hold: `total` without the clean file pages (RECLAIMABLE)
+        that resident memory counts but the kernel drops and reads back under pressure."""
+        return max(sum(v for k, v in terms.items() if k not in RECLAIMABLE) for terms in (self.terms, self.load))
 
 
 def sequence_tokens(shape: ModelShape, setup: Setup) -> int:
@@ -414,6 +456,17 @@ def learner_memory(shape: ModelShape, setup: Setup, on_gpu: bool) -> dict[str, i
     terms["logits"] = logit_bytes(shape, setup)
     terms["runtime"] = GPU_OVERHEAD["learner"] if on_gpu else CPU_BASELINE["learner"]
     return terms
+
+
+def learner_load_memory(shape: ModelShape, terms: dict[str, int]) -> dict[str, int]:
+    """Terms of a CPU learner rank's peak while it loads its model(s) (`terms`: its running
+    terms). transformers maps every safetensors file of the checkpoint (mmap) and keeps them
+    mapped until the last tensor is converted, so the file's pages count in the process's
+    resident memory beside the fp32 parameters they are cast into; every rank loads the whole
+    model before DeepSpeed partitions it. With a reference model (full fine-tuning, beta > 0) the
+    reference loads last, beside the policy as the rank then holds it."""
+    policy_held = terms["weights"] if "reference" in terms else 0
+    return {"weights": policy_held + 4 * shape.params, "checkpoint pages": shape.checkpoint_element * shape.params, "runtime": terms["runtime"]}
 
 
 def autocast_copy_bytes(shape: ModelShape, setup: Setup, trainable: int) -> int:
@@ -478,6 +531,15 @@ def vllm_gpu_memory(shape: ModelShape, setup: Setup, gpu_mem: int) -> tuple[dict
     return {"weights": weights, "workspace": GPU_OVERHEAD["vllm"], "kv cache": max(0, kv)}, max(0, kv) // shape.kv_bytes_per_token
 
 
+def packed_embedding_bytes(shape: ModelShape, element: int) -> int:
+    """vLLM on CPU: every vocabulary-sized embedding module (the input embedding, and the LM head
+    when it is not tied to it) gets a oneDNN-packed copy of its table for the logits matmul and
+    keeps the original for the lookup (`UnquantizedEmbeddingMethod.process_weights_after_loading`,
+    `remove_weight=False`); the other linears drop theirs once packed."""
+    tables = 1 if shape.tied else 2
+    return tables * shape.vocab * shape.hidden * element
+
+
 def rollout_memory(shape: ModelShape, setup: Setup, gpu_mem: int | None) -> tuple[dict[str, int], int | None]:
     """(terms of one rollout worker, KV cache tokens for vLLM on GPU else None)."""
     on_gpu = setup.rollout_gpus > 0 and gpu_mem is not None
@@ -486,7 +548,8 @@ def rollout_memory(shape: ModelShape, setup: Setup, gpu_mem: int | None) -> tupl
         return vllm_gpu_memory(shape, setup, gpu_mem)
     if setup.engine == "vllm":
         runtime = CPU_BASELINE["vllm_in_process" if setup.vllm_in_process else "vllm"]
-        terms = {"weights": element * shape.params, "kv cache": int(setup.kv_cache_gb * GiB), "runtime": runtime}
+        terms = {"weights": element * shape.params, "packed embedding": packed_embedding_bytes(shape, element)}
+        terms |= {"kv cache": int(setup.kv_cache_gb * GiB), "runtime": runtime}
         return terms, None
     kv = setup.concurrent_sequences * sequence_tokens(shape, setup) * shape.kv_bytes_per_token
     runtime = GPU_OVERHEAD["hf"] if on_gpu else CPU_BASELINE["hf"]
@@ -548,7 +611,8 @@ def _actors(setup: Setup, shape: ModelShape, hardware: Hardware) -> tuple[list[A
     for rank in range(setup.learners):
         terms = learner_memory(shape, setup, learner_on_gpu)
         persistent = sum(v for k, v in terms.items() if k not in ("activations", "logits", "autocast copies", "zero3 gather"))
-        learners.append(ActorMemory(f"learner rank {rank}", "learner", terms, persistent))
+        load = {} if learner_on_gpu else learner_load_memory(shape, terms)  # a GPU rank loads into host RAM
+        learners.append(ActorMemory(f"learner rank {rank}", "learner", terms, persistent, load=load))
     rollouts: list[ActorMemory] = []
     kv_tokens = None
     if setup.rl:
@@ -575,13 +639,13 @@ def _place(setup: Setup, shape: ModelShape, hardware: Hardware, model: str) -> P
     for actor in [*learners, *rollouts, driver]:
         if actor.device == "RAM":
             host.actors.append(actor)
-            host.used += actor.total
+            host.used += actor.committed
     devices.append(host)
     for device in devices:
         if not device.fits:
-            biggest = max(device.actors, key=lambda a: a.total)
+            biggest = max(device.actors, key=lambda a: a.committed)
             problems.append(
-                f"{device.name} needs {device.used / GiB:.1f} GiB of {device.capacity / GiB:.1f} GiB ({biggest.name}: {biggest.total / GiB:.1f} GiB)"
+                f"{device.name} needs {device.used / GiB:.1f} GiB of {device.capacity / GiB:.1f} GiB ({biggest.name}: {biggest.committed / GiB:.1f} GiB)"
             )
     if kv_tokens is not None and kv_tokens < setup.max_model_len:
         problems.append(f"vLLM's KV cache holds {kv_tokens:,} tokens, less than one rollout.max_model_len={setup.max_model_len} sequence")
@@ -685,6 +749,9 @@ def advice(plan: Plan) -> list[str]:
 # output, and the check rft.launch runs
 
 
+LOAD_COLUMN = "peak at load"  # the loading peak; an actor's total is the larger of it and its terms' sum
+
+
 def format_plan(plan: Plan) -> str:
     columns: list[str] = []
     for actor in plan.actors:
@@ -695,14 +762,19 @@ def format_plan(plan: Plan) -> str:
         f"{trainable_params(shape, plan.setup) / 1e9:.3g} B trainable; hardware: {plan.hardware.describe()}",
         f"predicted peak per actor, GiB (sequence <= {sequence_tokens(shape, plan.setup)} tokens, ZeRO stage {plan.setup.effective_zero}, "
         f"checkpointing {'on' if checkpointing_on(shape, plan.setup) else 'off'}):",
-        "  " + " | ".join(["actor".ljust(20), "where".ljust(6), *columns, "total"]),
+        "  " + " | ".join(["actor".ljust(20), "where".ljust(6), *columns, LOAD_COLUMN, "total"]),
     ]
     for actor in plan.actors:
         cells = [(f"{actor.terms[c] / GiB:.2f}" if c in actor.terms else "-").rjust(len(c)) for c in columns]
-        lines.append("  " + " | ".join([actor.name.ljust(20), actor.device.ljust(6), *cells, f"{actor.total / GiB:.2f}".rjust(5)]))
+        at_load = f"{sum(actor.load.values()) / GiB:.2f}" if actor.load else "-"
+        lines.append(
+            "  " + " | ".join([actor.name.ljust(20), actor.device.ljust(6), *cells, at_load.rjust(len(LOAD_COLUMN)), f"{actor.total / GiB:.2f}".rjust(5)])
+        )
     for device in plan.devices:
         capacity = f" of {device.capacity / GiB:.1f}" if device.capacity else ""
-        lines.append(f"{device.name}: {device.used / GiB:.1f}{capacity} GiB{'' if device.fits else '  <-- over'}")
+        dropped = sum(a.total - a.committed for a in device.actors)
+        beside = f" (+{dropped / GiB:.1f} GiB while loading, in file pages the kernel can drop)" if dropped else ""
+        lines.append(f"{device.name}: {device.used / GiB:.1f}{capacity} GiB{beside}{'' if device.fits else '  <-- over'}")
     if plan.kv_tokens is not None:
         lines.append(
             f"vLLM KV cache: {plan.kv_tokens:,} tokens per engine ({plan.kv_tokens / max(1, sequence_tokens(shape, plan.setup)):.1f} longest sequences)"
