@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lower layers first. A package may import its own layer and those below, except as FORBIDDEN says.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("0", ("errors", "paths", "types")),  # base
+    ("0", ("errors", "host", "paths", "types")),  # base
     ("1", ("algo", "data", "rewards", "tasks", "models", "tracking")),  # domain
     ("2", ("config", "weights", "rollout", "learner")),  # config and engines
     ("2b", ("placement",)),  # starting the engines' actors, for both loops

@@ -24,19 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from rft.host import peak_rss_gb  # measured as `memory/learner_peak_rss_gb` is
+
 PEER_NAME = "trl"
 RESULT_NAME = "peer.json"
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory (GB), measured as `memory/learner_peak_rss_gb` is."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def compose_config(size: str, steps: int, prompts: int, max_tokens: int):

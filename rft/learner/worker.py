@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rft.algo.config import LossSettings
+from rft.host import peak_rss_gb, return_freed_memory_to_the_os
 from rft.learner.batch import FeatureCache, MicroBatch, collate_rows, micro_batch_rows
 from rft.learner.lora import LoRASettings
 from rft.tracking.stats import LEARNER_STATS, merge_stats
@@ -545,32 +546,6 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(os.path.join(folder, "deepspeed"), tag="state", load_module_strict=not self.lora)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state in {folder}/deepspeed")
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory so far (GB; Linux reports ru_maxrss in KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-
-
-def return_freed_memory_to_the_os(threshold: int = 128 * 1024) -> bool:
-    """Make glibc give activation-sized blocks back to the OS when they are freed. Its mmap
-    threshold grows with every freed mapped block (up to 32 MB), after which such blocks come from
-    the heap and stay resident when freed: a learner's RSS then keeps the dead activations of
-    earlier passes and grows with fragmentation. A fixed threshold (mallopt) stops that; measured
-    in-process on the ~44 M bench model (log-prob, reference and update passes, bf16 autocast):
-    peak RSS 2.76 -> 2.42 GB. Host memory only; False (nothing done) off glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, threshold))
 
 
 def _to(x: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

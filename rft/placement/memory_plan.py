@@ -55,13 +55,14 @@ had vLLM's engine core in a process of its own; since `trainer.deterministic` (o
 CPU) the engine runs inside the rollout actor, one runtime instead of two (`vllm_in_process`,
 calibrated on a fresh tiny run). The 2B real-architecture LoRA run
 (rft/bench/results/scale_qwen2vl_2b_lora8.json) checks the terms that only matter at real size.
-What the terms leave out, measured on its vLLM engine in a plain process (8.7 GB): glibc keeps ~0.7 GB of freed
-blocks in the heap (malloc_trim returns them; the rollout actor does not fix glibc's mmap
-threshold as the learner does, `rft.learner.worker.return_freed_memory_to_the_os`), and ~0.9 GB
-more grows with the model without a term yet: ~0.25 GB of it is five tokenizer copies of the
-151 k vocabulary (~0.05 GB each); the rest is neither tensors (the Python-visible ones are the
-KV cache, the embedding and small buffers) nor oneDNN's packing (242 handles of the 2B's linear
-shapes hold 1.001x their weights). The prediction is 16% under there. GPU
+What the terms leave out, measured on its vLLM engine in a plain process (8.7 GB): ~0.9 GB that
+grows with the model without a term yet: ~0.25 GB of it is five tokenizer copies of the 151 k
+vocabulary (~0.05 GB each); the rest is neither tensors (the Python-visible ones are the KV
+cache, the embedding and small buffers) nor oneDNN's packing (242 handles of the 2B's linear
+shapes hold 1.001x their weights). (A further ~0.7 GB of freed blocks that glibc kept in the heap
+is gone since the rollout actor fixes glibc's mmap threshold as the learner does,
+`rft.host.return_freed_memory_to_the_os`: measured peak 8.78 -> 8.24 GB.) The prediction is 11%
+under there. GPU
 constants (`GPU_OVERHEAD`: CUDA context, allocator slack, NCCL buffers, vLLM's graphs and
 sampler workspace) are assumptions from the libraries' documented behaviour, not measured here.
 Sequence lengths are the worst case the configuration allows: `PROMPT_TEXT_TOKENS` of text plus

@@ -12,12 +12,12 @@ engine, so vLLM's CPU engine process, started from it, binds its OpenMP threads 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rft.host import pin_process, return_freed_memory_to_the_os
 from rft.types import Completion, PromptItem, SamplingSettings
 
 if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
@@ -79,18 +79,6 @@ def build_engine(settings: EngineSettings):
     )
 
 
-def pin_process(cores: list[int]) -> None:
-    """Restrict every thread of this process (and the processes it starts later) to `cores`,
-    and size torch's intra-op pool to them (more threads than cores only contend)."""
-    import torch
-
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended
-            os.sched_setaffinity(int(tid), cores)
-    os.sched_setaffinity(0, cores)
-    torch.set_num_threads(len(cores))
-
-
 class RolloutWorker:
     """Plain class; `rft.rollout.group` wraps it with `ray.remote`."""
 
@@ -102,6 +90,7 @@ class RolloutWorker:
         reward_workers: int = 0,
         cpu_cores: list[int] | None = None,
     ):
+        return_freed_memory_to_the_os()  # before the engine allocates: its freed load buffers leave the RSS
         if cpu_cores:
             pin_process(cpu_cores)
         self.settings = settings

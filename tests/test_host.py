@@ -1,4 +1,4 @@
-"""`return_freed_memory_to_the_os` (called when a learner rank starts): after it, a freed
+"""`rft.host.return_freed_memory_to_the_os` (called when a learner rank or rollout worker starts): after it, a freed
 activation-sized tensor below a live one leaves the resident set; without it glibc keeps it.
 Each case runs in a fresh interpreter, since the setting is process-wide."""
 
@@ -11,7 +11,7 @@ import pytest
 
 CHECK = """
 import gc, sys, torch
-from rft.learner.worker import return_freed_memory_to_the_os
+from rft.host import return_freed_memory_to_the_os
 def rss_mb():
     return [int(l.split()[1]) / 1e3 for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
 if sys.argv[1] == "on":
