@@ -14,8 +14,10 @@ What varied between two CPU runs with the same seed, and what fixes it (tests/tr
 - torch's deterministic-algorithm switch (`torch.use_deterministic_algorithms`, warn-only: an
   op without a deterministic kernel warns instead of failing) in every learner and rollout actor;
   on GPUs also `CUBLAS_WORKSPACE_CONFIG`, which cuBLAS needs for it.
-Thread counts are already fixed: Ray gives each actor `OMP_NUM_THREADS` = its CPUs, and vLLM binds
-its threads to the cores it is allowed. On GPUs the vLLM engine stays multi-process (the
+Thread counts are already fixed: Ray gives each actor `OMP_NUM_THREADS` = its CPUs (learner ranks
+of the synchronous loop on one node take their share of its cores, `rft.placement.workers.
+learner_threads`: the same on the same machine), and vLLM binds its threads to the cores it is
+allowed. On GPUs the vLLM engine stays multi-process (the
 per-request seeds make its sampling independent of batching), but its kernels are not
 batch-invariant and NCCL may reduce in another order: see the README's "Determinism".
 

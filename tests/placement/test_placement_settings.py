@@ -2,13 +2,14 @@
 from the YAML files and the schema (the dataclasses have no defaults to disagree with them)."""
 
 import dataclasses
+import os
 
 import pytest
 from rft_test_helpers import compose
 
 from rft.config import Attention, DistBackend, DType, Engine, Scheduler
 from rft.learner.worker import LearnerSettings
-from rft.placement.workers import engine_settings, learner_settings
+from rft.placement.workers import engine_settings, learner_settings, learner_threads
 from rft.rollout.worker import EngineSettings
 
 
@@ -38,3 +39,13 @@ def test_engine_settings_equal_the_config():
     assert (s.max_model_len, s.kv_cache_gb, s.enforce_eager) == (2048, 2, cfg.rollout.enforce_eager)
     assert (s.gpu_memory_utilization, s.min_pixels, s.max_pixels) == (cfg.rollout.gpu_memory_utilization, cfg.model.min_pixels, cfg.model.max_pixels)
     assert (s.model_path, s.seed, s.enable_sleep_mode, s.weight_transfer_backend) == ("/m", 3, False, None)
+
+
+def test_synchronous_learners_on_one_node_share_its_cores():
+    cores = len(os.sched_getaffinity(0))
+    one_rank = learner_threads(compose(["stage=rl", "learner.num_workers=1", "trainer.off_policy_steps=0"]))
+    assert one_rank == (cores if cores > 1 else None)
+    assert learner_threads(compose(["stage=rl", f"learner.num_workers={cores}"])) is None  # one core each already
+    assert learner_threads(compose(["stage=rl", "trainer.off_policy_steps=1"])) is None  # the engine works beside them
+    assert learner_threads(compose(["stage=rl", "learner.gpus_per_worker=1"])) is None
+    assert learner_threads(compose(["stage=rl", "cluster.address=auto"])) is None  # another node's cores are unknown here
