@@ -119,13 +119,18 @@ def placement_bundles(cfg: DictConfig, *, learners: bool, rollout: bool) -> list
     return _bundles(cfg, learners, rollout)[0]
 
 
+def _on_local_cpus(cfg: DictConfig) -> bool:
+    """Learners and rollout workers on CPUs of a local Ray whose cores this process can list."""
+    on_cpus = not cfg.learner.gpus_per_worker and not cfg.rollout.gpus_per_worker
+    return on_cpus and cfg.cluster.address is None and hasattr(os, "sched_getaffinity")
+
+
 def disjoint_cores(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[list[int]] | None, list[list[int]] | None]:
     """Cores for each learner rank and each rollout worker, none shared, when generation
     overlaps updates (`trainer.off_policy_steps` > 0) on CPUs of one local node that has enough
     of them (each actor `ceil(cpus_per_worker)`); (None, None) otherwise."""
     overlapping = learners and rollout and cfg.trainer.off_policy_steps > 0 and not cfg.cluster.colocate
-    on_cpus = not cfg.learner.gpus_per_worker and not cfg.rollout.gpus_per_worker and cfg.cluster.address is None
-    if not (overlapping and on_cpus and hasattr(os, "sched_getaffinity")):
+    if not (overlapping and _on_local_cpus(cfg)):
         return None, None
     widths = [math.ceil(cfg.learner.cpus_per_worker)] * cfg.learner.num_workers + [math.ceil(cfg.rollout.cpus_per_worker)] * cfg.rollout.num_workers
     cores = sorted(os.sched_getaffinity(0))
@@ -142,8 +147,7 @@ def learner_threads(cfg: DictConfig) -> int | None:
     runs on CPUs of one local node: the rollout engines sleep while the learners compute (their
     idle OpenMP threads wait passively), so the ranks split all the node's cores between them
     instead of one core each. None (keep Ray's CPUs per actor) where that is not more."""
-    on_cpus = not cfg.learner.gpus_per_worker and not cfg.rollout.gpus_per_worker and cfg.cluster.address is None
-    if cfg.trainer.off_policy_steps > 0 or not on_cpus or not hasattr(os, "sched_getaffinity"):
+    if cfg.trainer.off_policy_steps > 0 or not _on_local_cpus(cfg):
         return None
     share = len(os.sched_getaffinity(0)) // cfg.learner.num_workers
     return share if share > math.ceil(cfg.learner.cpus_per_worker) else None
