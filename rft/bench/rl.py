@@ -14,6 +14,8 @@ Reported per run, as medians over the steps after the first (warm-up) step:
 - each actor's peak resident memory (rft.bench.memory: rollout, learner, driver+ray);
 - the learner's achieved FLOP/s (6 x trainable parameters x learner tokens/s) and its MFU
   against a matmul peak measured on this machine (rft.bench.mfu);
+- the vLLM engine alone (rft.bench.engine_alone: the run's rollout worker, cores and batch shape,
+  in a process of its own after the run) and the run's rollout tokens/s as a share of it;
 - the orchestration share of a step: step time minus generate, reward, log-prob, update and
   sync (what the controller, Ray calls and data shipping cost), over step time; with
   `--overrides trainer.off_policy_steps=1` the generation overlaps the update, so the overlap
@@ -36,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rft.bench import runs
+from rft.bench import engine_alone, runs
 
 SIZES = {"tiny": "tiny:qwen2vl", "small": "tiny:qwen2vl:small", "bench": "tiny:qwen2vl:bench"}
 ENGINES = ("vllm", "hf")
@@ -215,7 +217,15 @@ def run_point(out: Path, size: str, engine: str, sync: str, args, variant: str =
     rows = runs.read_metrics(run_dir)
     summary = summarize(size, engine, launch, rows, sync)
     summary["variant"] = variant
-    return {"summary": summary, "launch": launch.to_dict(), "steps": rows}
+    alone = engine_alone.measure_in_subprocess(overrides) if engine == "vllm" and args.engine_alone else {}
+    add_engine_alone(summary, alone)
+    return {"summary": summary, "launch": launch.to_dict(), "steps": rows, "engine_alone": alone}
+
+
+def add_engine_alone(summary: dict[str, Any], alone: dict[str, Any]) -> None:
+    """The engine's tokens/s measured alone (`rft.bench.engine_alone`) and the run's share of it."""
+    summary["alone tok/s"] = alone.get("tokens_per_s", float("nan"))
+    summary["in-run / alone %"] = 100 * summary["rollout tok/s"] / summary["alone tok/s"]
 
 
 def variant_slug(variant: str) -> str:
@@ -234,7 +244,7 @@ def print_table(points: list[dict[str, Any]], params: dict[str, int | None]) -> 
     from rich.console import Console
 
     console = Console()
-    rates = ["params", *RATES, "learner GFLOP/s", "MFU %", "wall s", "cpu s", "load"]
+    rates = ["params", *RATES, "alone tok/s", "in-run / alone %", "learner GFLOP/s", "MFU %", "wall s", "cpu s", "load"]
     console.print(_table(f"Throughput at G = {GENERATIONS} (medians after the warm-up step)", points, rates, params))
     console.print(_table("Step time in seconds (medians after the warm-up step)", points, [*TIMINGS, "orchestration %"], params))
     console.print(_table("Peak resident memory per actor, GB", points, [*PEAKS, *ACTOR_PEAKS], params))
@@ -248,6 +258,8 @@ FORMULAS = {
     "rollout RSS GB": "largest 1 s sample of the summed VmRSS of the RolloutWorker actor and its children (vLLM engine)",
     "learner RSS GB": "getrusage peak of the learner actor (memory/learner_peak_rss_gb)",
     "peer RSS GB": "getrusage peak of the peer's one process",
+    "alone tok/s": "the run's rollout worker alone (rft.bench.engine_alone): same engine, cores and batch shape, outside the run; median of 3 rounds after a warm-up",
+    "in-run / alone %": "rollout tok/s / alone tok/s",
 }
 
 
@@ -358,5 +370,8 @@ def add_arguments(parser) -> None:
         default=[""],
         help="one rft run per variant and size, each adding its overrides (space-separated in one argument), "
         "e.g. --variants trainer.off_policy_steps=0 trainer.off_policy_steps=1",
+    )
+    parser.add_argument(
+        "--no-engine-alone", dest="engine_alone", action="store_false", help="skip measuring each vLLM point's engine alone (rft.bench.engine_alone)"
     )
     parser.add_argument("--peer", choices=PEERS, default=None, help="also run this peer (TRL's GRPOTrainer; extra `bench`) per size and print rft's speed-up")

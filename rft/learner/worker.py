@@ -365,6 +365,7 @@ class LearnerWorker:
 
         metrics = self._update(samples, loss_fn, with_entropy=True, entropy_grad=loss.entropy_coef != 0)
         metrics["peak_rss_gb"] = peak_rss_gb()
+        metrics["threads"] = float(torch.get_num_threads())  # what placement gave this rank
         return metrics
 
     def train_sft(self, samples: list[TrainSample], totals: dict[str, float]) -> dict[str, float]:

@@ -52,6 +52,19 @@ def engine_python_warnings() -> str:
     return ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), *LIBRARY_DEPRECATIONS]))
 
 
+def rollout_actor_env(settings: EngineSettings, env_vars: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a rollout actor (and the vLLM processes it starts) runs with; `env_vars`
+    (e.g. `rft.placement.determinism.rollout_env`) last. vLLM logs each engine start and weight
+    reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back."""
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb),
+        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+        "PYTHONWARNINGS": engine_python_warnings(),
+        **{key: os.environ.get(key, value) for key, value in IDLE_THREAD_ENV.items()},
+        **(env_vars or {}),
+    }
+
+
 class RolloutGroup:
     def __init__(
         self,
@@ -69,14 +82,7 @@ class RolloutGroup:
         env_vars: dict[str, str] | None = None,
     ):
         actor_cls = ray.remote(RolloutWorker)
-        # vLLM logs each engine start and weight reload at INFO; VLLM_LOGGING_LEVEL=INFO brings it back.
-        env = {
-            "VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb),
-            "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
-            "PYTHONWARNINGS": engine_python_warnings(),
-            **{key: os.environ.get(key, value) for key, value in IDLE_THREAD_ENV.items()},
-            **(env_vars or {}),  # e.g. `rft.placement.determinism.rollout_env`
-        }
+        env = rollout_actor_env(settings, env_vars)
         self.workers = [
             actor_cls.options(
                 num_cpus=cpus,
@@ -168,6 +174,10 @@ class RolloutGroup:
     def nodes(self) -> set[str]:
         """IP addresses of the nodes the rollout actors run on."""
         return {info["node"] for info in ray.get([w.health.remote() for w in self.workers])}
+
+    def engine_threads(self) -> int:
+        """The threads each engine's model runs with (the most of any worker)."""
+        return max(info["engine_threads"] for info in ray.get([w.health.remote() for w in self.workers]))
 
     def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(item, completion_token_ids))

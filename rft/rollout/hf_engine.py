@@ -29,6 +29,10 @@ class HFEngine:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[-1]
         self.banned = vision_token_ids(tok)
 
+    def compute_threads(self) -> int:
+        """The threads the model runs with (this actor's torch pool)."""
+        return torch.get_num_threads()
+
     def _inputs(self, item: PromptItem) -> dict:
         images = open_images(item.images) or None
         return self.processor(text=[item.prompt_text], images=images, return_tensors="pt")

@@ -6,8 +6,10 @@ engine end of `rft.weights`), `score`, `sleep`/`wake` and `health`; the actor re
 weight version each completion was generated with.
 
 Given `cpu_cores`, the actor pins itself (all its threads) to those cores before it builds the
-engine, so vLLM's CPU engine process, started from it, binds its OpenMP threads inside them too
-(vLLM's automatic binding picks from the allowed cores); see `rft.placement.workers`.
+engine, and vLLM's CPU engine process, started from it, binds one OpenMP thread to each of them
+(`VLLM_CPU_OMP_THREADS_BIND`; vLLM's own automatic binding would leave one core out for its
+front end, which is this actor and mostly waits); see `rft.placement.workers` for who gets
+which cores.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ class RolloutWorker:
         return_freed_memory_to_the_os()  # before the engine allocates: its freed load buffers leave the RSS
         if cpu_cores:
             pin_process(cpu_cores)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpu_cores)))
         self.settings = settings
         self.engine = build_engine(settings)
+        self.engine_threads = self.engine.compute_threads()
         from rft.rewards import WeightedReward
 
         # One scorer for the actor's lifetime: its process pool (when reward_workers > 0) and
@@ -107,7 +111,13 @@ class RolloutWorker:
     def health(self) -> dict[str, Any]:
         import ray
 
-        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "engine": self.settings.engine, "weight_version": self.weight_version}
+        return {
+            "pid": os.getpid(),
+            "node": ray.util.get_node_ip_address(),
+            "engine": self.settings.engine,
+            "engine_threads": self.engine_threads,
+            "weight_version": self.weight_version,
+        }
 
     def generate(self, items: list[PromptItem], sampling: SamplingSettings, with_rewards: bool = True) -> tuple[list[Completion], dict[str, float]]:
         start = time.perf_counter()

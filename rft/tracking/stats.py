@@ -42,6 +42,7 @@ LEARNER_STATS: dict[str, Reduce] = {
     "update_s": Reduce.MAX,
     "ratio_max": Reduce.MAX,
     "peak_rss_gb": Reduce.MAX,
+    "threads": Reduce.MAX,
 }
 
 

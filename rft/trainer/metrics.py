@@ -30,6 +30,7 @@ RL_UPDATE_COLUMNS: dict[str, tuple[str, float]] = {
     "skipped_update": ("skipped_update", 0.0),
     "rollout/logprob_gap": ("rollout_logprob_gap", NAN),
     "memory/learner_peak_rss_gb": ("peak_rss_gb", NAN),
+    "learner/threads": ("threads", NAN),
 }
 SFT_UPDATE_COLUMNS: dict[str, tuple[str, float]] = {
     "loss": ("loss", NAN),

@@ -131,6 +131,7 @@ class RLTrainer(LearnerStage):
             learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
             engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=resolve_mode(self.cfg)),
         )
+        self.engine_threads = self.workers.rollout.engine_threads()  # logged per step: placement made visible
         self.weight_sync = WeightSyncer(resolve_mode(self.cfg), self.workers.learners, self.workers.rollout, run_sync_dir(self.run_dir))
         self.weight_sync.open()
         if resume_from is not None:
@@ -264,6 +265,7 @@ class RLTrainer(LearnerStage):
         step = Timer()
         items, completions, timings, dynamic = self._rollouts()
         rollout = rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights)
+        rollout["rollout/engine_threads"] = float(self.engine_threads)
         samples = self._samples(items, completions)
         staleness = (self.step - 1) - min(c.weight_version for c in completions)  # learners hold version step-1
 

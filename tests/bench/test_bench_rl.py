@@ -1,5 +1,6 @@
 """Smoke test of `python -m rft.bench rl`: two GRPO steps on the tiny model with vLLM (weights
-streamed over gloo), end to end through a real launch, and the JSON it writes. The run moves its
+streamed over gloo), end to end through a real launch, the engine measured alone after it, and the
+JSON it writes. The run moves its
 weights (`MOVING`), so step 2's engine/learner log-prob match checks the streamed sync."""
 
 from __future__ import annotations
@@ -54,3 +55,8 @@ def test_bench_rl_two_steps_write_table_and_json(tmp_path):
     assert_every_step_moves_and_is_synced(point["steps"], [1, 2])
     assert summary["rollout tok/s"] > 0 and summary["sync MB/s"] > 0 and summary["step s"] > 0
     assert payload["parameters"]["tiny"] > 100_000
+    # the engine alone: the run's rollout worker on the cores the synchronous loop gives it (all)
+    alone = point["engine_alone"]
+    assert alone["cores"] == sorted(os.sched_getaffinity(0)) and alone["engine_threads"] == len(alone["cores"])
+    assert len(alone["rounds"]) == 4 and summary["alone tok/s"] == sorted(alone["rounds"][1:])[1] > 0
+    assert summary["in-run / alone %"] == pytest.approx(100 * summary["rollout tok/s"] / summary["alone tok/s"])

@@ -9,7 +9,7 @@ from rft_test_helpers import compose
 
 from rft.config import Attention, DistBackend, DType, Engine, Scheduler
 from rft.learner.worker import LearnerSettings
-from rft.placement.workers import engine_settings, learner_settings, learner_threads
+from rft.placement.workers import engine_cores, engine_settings, learner_settings, learner_threads
 from rft.rollout.worker import EngineSettings
 
 
@@ -49,3 +49,14 @@ def test_synchronous_learners_on_one_node_share_its_cores():
     assert learner_threads(compose(["stage=rl", "trainer.off_policy_steps=1"])) is None  # the engine works beside them
     assert learner_threads(compose(["stage=rl", "learner.gpus_per_worker=1"])) is None
     assert learner_threads(compose(["stage=rl", "cluster.address=auto"])) is None  # another node's cores are unknown here
+
+
+def test_engines_that_never_generate_beside_the_learners_take_all_cores(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4})
+    assert engine_cores(compose(["stage=rl"]), learners=True) == [[0, 1, 2, 3, 4]]  # synchronous loop
+    assert engine_cores(compose(["stage=rl"]), learners=False) == [[0, 1, 2, 3, 4]]  # evaluation
+    assert engine_cores(compose(["stage=rl", "rollout.num_workers=2"]), learners=True) == [[0, 1], [2, 3]]
+    assert engine_cores(compose(["stage=rl", "trainer.off_policy_steps=1"]), learners=True) is None  # disjoint_cores decides
+    assert engine_cores(compose(["stage=rl", "trainer.off_policy_steps=1"]), learners=False) == [[0, 1, 2, 3, 4]]
+    assert engine_cores(compose(["stage=rl", "rollout.gpus_per_worker=1"]), learners=True) is None
+    assert engine_cores(compose(["stage=rl", "cluster.address=auto"]), learners=True) is None

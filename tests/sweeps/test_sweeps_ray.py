@@ -70,7 +70,7 @@ def test_four_points_queue_on_a_two_cpu_head_and_the_two_clearly_worse_stop_earl
     own configuration and reports its result; the two points without the length reward (about
     +0.9 on every short completion) are stopped at the first rung, the better half goes on."""
     sweep_dir = tmp_path / "sweep"
-    args = ["trainer.max_steps=10", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "model.dtype=float32", "hydra.launcher.early_stop.rungs=[2]"]
+    args = ["trainer.max_steps=6", "trainer.seed=0,1", "+reward.weights.length=1.0,0.0", "model.dtype=float32", "hydra.launcher.early_stop.rungs=[2]"]
     done = run_rft(_sweep(small_head, sweep_dir, *args), job_env, timeout=1500)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
@@ -91,7 +91,7 @@ def test_four_points_queue_on_a_two_cpu_head_and_the_two_clearly_worse_stop_earl
     client = small_head.client()
     for point in better:
         assert point.status == "SUCCEEDED" and not point.early_stopped, point
-        assert_every_step_moves_and_is_synced(read_metrics(point.run_dir), list(range(1, 11)))
+        assert_every_step_moves_and_is_synced(read_metrics(point.run_dir), list(range(1, 7)))
         assert point.rungs["2"].get("decision", "continue") == "continue"
         result = json.loads((Path(point.run_dir) / "result.json").read_text())
         assert point.final_metric == result["final_metric"] and point.metrics == result["metrics"]

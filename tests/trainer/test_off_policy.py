@@ -69,6 +69,9 @@ def test_the_next_batch_is_generated_during_the_update(overlapped_run):
     # the old log-probs are the engine's own here, so the gap reads 0 by construction (no sync check)
     assert_every_step_moves_and_is_synced(rows, [1, 2, 3, 4], synced=False)
     assert all(row["reward/std"] > 0 for row in rows)
+    # each side on its own cores (this machine has the two it needs), one thread per core
+    learner_cores, rollout_cores = disjoint_cores(compose(TINY_RL + ["trainer.off_policy_steps=1"]), learners=True, rollout=True)
+    assert {(row["learner/threads"], row["rollout/engine_threads"]) for row in rows} == {(len(learner_cores[0]), len(rollout_cores[0]))}
     # generation of step t+1 ran while step t's learners worked (wall-clock intervals intersect),
     # and the last step started no generation
     for row in rows[:-1]:

@@ -6,12 +6,14 @@ One shared Ray serves every test; each run starts its own actors, as a launch do
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from rft_test_helpers import LOGPROB_GAP_TOL_BF16, MOVING, TINY_RL, assert_every_step_moves_and_is_synced, compose
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from rft.placement.workers import learner_threads
 from rft.trainer import run
 
 pytestmark = pytest.mark.slow
@@ -128,8 +130,12 @@ def test_reward_rises_when_it_can(ray_cluster, tmp_path):
         "trainer.seed=1",
         "data.synth_n_train=32",
     ]
-    run(compose(overrides), tmp_path)
+    cfg = compose(overrides)
+    run(cfg, tmp_path)
     assert_every_step_moves_and_is_synced(_metrics(tmp_path), list(range(1, 31)), gap_tol=LOGPROB_GAP_TOL_BF16)
+    # the synchronous loop on this node: each side computes on all its cores in its turn
+    cores = len(os.sched_getaffinity(0))
+    assert {(row["learner/threads"], row["rollout/engine_threads"]) for row in _metrics(tmp_path)} == {(learner_threads(cfg) or 1, cores)}
     rewards = [row["reward/mean"] for row in _metrics(tmp_path)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > first + 0.08, rewards
