@@ -51,13 +51,6 @@ def lora_options(max_lora_rank: int) -> dict[str, Any]:
     return {"enable_lora": True, "max_lora_rank": offered, "max_loras": 1}
 
 
-def _torch_threads(_worker) -> int:
-    """Run in the engine's worker process (`collective_rpc`): the threads its model runs with."""
-    import torch
-
-    return torch.get_num_threads()
-
-
 def _sampled_logprobs(output) -> list[float]:
     if output.logprobs is None:
         return []
@@ -172,7 +165,7 @@ class VLLMEngine:
     def compute_threads(self) -> int:
         """The threads the model runs with, asked of the engine's worker (vLLM binds them at start:
         `VLLM_CPU_OMP_THREADS_BIND` on CPUs)."""
-        return max(self.llm.collective_rpc(_torch_threads))
+        return max(self.llm.collective_rpc("rft_torch_threads"))
 
     def score(self, item: PromptItem, completion_token_ids: list[int]) -> list[float]:
         """Log-probs the engine assigns to a fixed completion of `item` (for sync checks).

@@ -65,6 +65,12 @@ def retie_word_embeddings(worker) -> int:
 class WeightSyncExtension:
     """Mixed into vLLM's workers by `LLM(..., worker_extension_cls=WORKER_EXTENSION)`."""
 
+    def rft_torch_threads(self) -> int:
+        """The threads this worker's model runs with (a method, so multiprocess engines can call it)."""
+        import torch
+
+        return torch.get_num_threads()
+
     def rft_reload_weights(self, weights_path: str) -> int:
         self.reload_weights(weights_path=weights_path, is_checkpoint_format=True)
         return retie_word_embeddings(self)
