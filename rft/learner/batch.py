@@ -16,7 +16,8 @@ exactly as in its own row (the plain layout, one row per completion). A group lo
 token budget is cut into chunks, each repeating the prompt. Everything after the model's LM head
 stays per sample: `MicroBatch.logit_positions` with `rows` says where each sample's logits are.
 The shared prefix needs a mask the attention kernel takes as given (sdpa, eager); with
-flash_attention_2 the learner uses plain rows.
+flash_attention_2 the learner uses plain rows. Packed rows also carry their `PrefixLayout`, with
+which `rft.models.prefix_attention` skips the scores the mask would hide.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from rft.data.images import open_images
 from rft.models.heads import gather_positions
+from rft.models.prefix_attention import LAYOUT_KEY, PrefixLayout
 from rft.types import PromptItem, TrainSample
 
 
@@ -90,6 +92,7 @@ class MicroBatch:
     samples: list[TrainSample]
     rows: torch.Tensor | None = None  # (N,): the row holding each sample; None: sample i in row i
     prompt_length: list[int] | None = None  # per sample: its prompt's length (the prompt starts each row)
+    layout: PrefixLayout | None = None  # packed rows: where prompt and completions sit (rft.models.prefix_attention)
 
     def model_inputs(self, additive_mask: torch.dtype | None = None) -> dict:
         """The forward's keyword arguments. `additive_mask`: give a packed mask as 0 / dtype-min
@@ -105,6 +108,8 @@ class MicroBatch:
         )
         if self.pixel_values is not None:
             inputs.update(pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
+        if self.layout is not None:  # read by the shared-prefix attention only; other kernels use the mask
+            inputs[LAYOUT_KEY] = self.layout
         return inputs
 
     def sample_rows(self) -> torch.Tensor:
@@ -235,9 +240,12 @@ def collate_rows(
     comp_ids = torch.zeros((len(samples), comp_width), dtype=torch.long)
     comp_mask = torch.zeros((len(samples), comp_width), dtype=torch.float32)
     sample_rows, starts, prompt_lengths = [], [], []
+    row_prompts, row_segments = [], []
     pixel_values, grids = [], []
     for row, (samples_in_row, feat) in enumerate(zip(rows, features)):
         p = len(feat.input_ids)
+        row_prompts.append(p)
+        row_segments.append([])
         input_ids[row, :p] = feat.input_ids
         segments[row, :p] = 0
         mm[row, :p] = feat.mm_token_type_ids
@@ -256,6 +264,7 @@ def collate_rows(
             sample_rows.append(row)
             starts.append(offset)
             prompt_lengths.append(p)
+            row_segments[-1].append((offset, n))
             offset += n
         if feat.pixel_values is not None:
             pixel_values.append(feat.pixel_values)
@@ -273,6 +282,7 @@ def collate_rows(
         samples=samples,
         rows=torch.tensor(sample_rows, dtype=torch.long) if packed else None,
         prompt_length=prompt_lengths,
+        layout=PrefixLayout(width, row_prompts, row_segments) if packed else None,
     )
 
 

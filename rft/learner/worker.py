@@ -30,8 +30,10 @@ Compute goes where it counts (measured on the ~44 M bench model, 2 CPU cores: `r
 - Shared prefix (`learner.shared_prefix`, default on): the completions of one prompt share one
   packed row (`rft.learner.batch`), so the prompt and the image run through the model once per
   group, in every pass; micro-batches hold whole groups (or chunks of a group longer than
-  `micro_batch_tokens`, each repeating the prompt), measured in packed-row tokens. Off with
-  flash_attention_2, which cannot take the per-segment mask (plain rows then, logged once).
+  `micro_batch_tokens`, each repeating the prompt), measured in packed-row tokens. With sdpa the
+  rows go through `rft.models.prefix_attention`, which computes only the scores the mask keeps
+  (the prompt once, each completion against the prompt and itself). Off with flash_attention_2,
+  which cannot take the per-segment mask (plain rows then, logged once).
 """
 
 from __future__ import annotations
@@ -212,6 +214,8 @@ class LearnerWorker:
 
         self.features = FeatureCache(self.processor, base_model(self.engine.module))
         self.shared_prefix = self._use_shared_prefix()
+        if self.shared_prefix and self.settings.attn_implementation == "sdpa":
+            self._use_prefix_attention()
         # eager attention adds the mask to its scores: packed rows' mask goes in as 0 / dtype-min
         self.additive_mask = getattr(torch, self.dtype) if self.engine.module.config._attn_implementation == "eager" else None
         self.pad_id = self.processor.tokenizer.pad_token_id or 0
@@ -226,6 +230,16 @@ class LearnerWorker:
                 log.warning("learner.shared_prefix is off: flash_attention_2 cannot take its per-completion attention mask (use sdpa to pack groups)")
             return False
         return self.settings.shared_prefix
+
+    def _use_prefix_attention(self) -> None:
+        """Packed rows through `rft.models.prefix_attention` (sdpa that skips what the mask hides),
+        in the policy and a separate reference."""
+        from rft.learner.lora import base_model
+        from rft.models.prefix_attention import use_prefix_attention
+
+        models = [self.engine.module, getattr(self.ref_engine, "module", self.ref_engine)]
+        for model in {id(m): base_model(m) for m in models if m is not None}.values():
+            use_prefix_attention(model)
 
     def _load_policy(self):
         from rft.models.loading import load_model, load_processor

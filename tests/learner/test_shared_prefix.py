@@ -2,7 +2,8 @@
 behind one copy of the prompt, `rft.learner.batch`) scores and trains exactly like the plain
 layout (one row per completion): on the tiny Qwen2-VL with images (M-RoPE), groups of unequal
 completion lengths, several groups in one micro-batch and a group cut across micro-batches, with
-sdpa and eager attention; and through the learner group (DeepSpeed, ZeRO-2 and ZeRO-3 on two
+sdpa and eager attention over the dense mask and with the learner's shared-prefix attention
+(`rft.models.prefix_attention`); and through the learner group (DeepSpeed, ZeRO-2 and ZeRO-3 on two
 ranks) the log-probs and one update are the same with the switch on and off, and two ZeRO-2 ranks
 update like one rank given the whole batch."""
 
@@ -19,6 +20,7 @@ from rft.algo.config import LossSettings
 from rft.learner.batch import FeatureCache, PromptFeatures, collate_rows, micro_batch_rows, pack_groups, prompt_runs, shared_prefix_mask
 from rft.models.heads import head_at
 from rft.models.loading import load_model, load_processor
+from rft.models.prefix_attention import ATTENTION, use_prefix_attention
 from rft.types import PromptItem, TrainSample
 
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
@@ -70,10 +72,14 @@ def assets(tiny_model, tiny_image):
     return processor, _samples(items, len(processor.tokenizer))
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
+@pytest.fixture(scope="module", params=["sdpa", "eager", ATTENTION])
 def setup(request, tiny_model, assets):
+    """The tiny model with dense-mask sdpa, eager attention, or the learner's shared-prefix
+    attention (`rft.models.prefix_attention`, which skips what the mask hides)."""
     torch.manual_seed(0)
-    model = load_model(tiny_model, dtype="float32", attn_implementation=request.param)
+    model = load_model(tiny_model, dtype="float32", attn_implementation="sdpa" if request.param == ATTENTION else request.param)
+    if request.param == ATTENTION:
+        use_prefix_attention(model)
     processor, samples = assets
     cache = FeatureCache(processor, model)
     return model, processor, samples, [cache.get(s.prompt) for s in samples]
@@ -210,6 +216,29 @@ def test_budgets_cover_several_groups_per_micro_batch_and_a_group_cut_across_the
     assert plans[10_000] == [[[0, 1, 2], [3, 4], [5, 6, 7]]]
     assert plans[150] == [[[0, 1, 2], [3, 4]], [[5, 6, 7]]]
     assert plans[60] == [[[0, 1]], [[2]], [[3]], [[4]], [[5, 6, 7]]]
+
+
+def test_the_shared_prefix_attention_computes_the_packed_rows_of_every_layer(tiny_model, assets, monkeypatch):
+    """With `ATTENTION` the packed rows reach its per-row path (not the dense-mask fallback) in
+    every text layer; plain rows do not."""
+    import rft.models.prefix_attention as kernel
+
+    model = load_model(tiny_model, dtype="float32", attn_implementation="sdpa")
+    use_prefix_attention(model)
+    processor, samples = assets
+    cache = FeatureCache(processor, model)
+    setup = (model, processor, samples, [cache.get(s.prompt) for s in samples])
+    calls = []
+    row_attention = kernel._row_attention
+    monkeypatch.setattr(kernel, "_row_attention", lambda *args: calls.append(args[4]) or row_attention(*args))
+    (packed,) = _batches(setup, 10_000, shared_prefix=True)
+    with torch.no_grad():
+        _forward(model, packed)
+    assert calls == [0, 1, 2] * model.config.text_config.num_hidden_layers  # 3 rows in every layer
+    calls.clear()
+    with torch.no_grad():
+        _forward(model, _batches(setup, 10_000, shared_prefix=False)[0])
+    assert calls == []
 
 
 @pytest.mark.parametrize("budget", BUDGETS)
