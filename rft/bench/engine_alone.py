@@ -21,9 +21,9 @@ ROUNDS = 4  # the first is warm-up (the engine's first batch builds its kernels)
 
 def engine_cores_of(cfg) -> list[int] | None:
     """The cores the run's first rollout worker gets (`rft.placement.workers`), None for vLLM's own choice."""
-    from rft.placement.workers import disjoint_cores, engine_cores
+    from rft.placement.workers import core_sets
 
-    cores = disjoint_cores(cfg, learners=True, rollout=True)[1] or engine_cores(cfg, learners=True)
+    cores = core_sets(cfg, learners=True, rollout=True)[1]
     return cores[0] if cores else None
 
 

@@ -172,6 +172,16 @@ def engine_cores(cfg: DictConfig, learners: bool) -> list[list[int]] | None:
     return [cores[i * width : (i + 1) * width] for i in range(cfg.rollout.num_workers)]
 
 
+def core_sets(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[list[int]] | None, list[list[int]] | None]:
+    """(cores per learner rank, cores per rollout worker) of a run: disjoint sets while they
+    overlap (`disjoint_cores`), else the engines' share of the node (`engine_cores`); None where
+    Ray and the engine choose."""
+    learner_cores, rollout_cores = disjoint_cores(cfg, learners, rollout)
+    if rollout and rollout_cores is None:
+        rollout_cores = engine_cores(cfg, learners)
+    return learner_cores, rollout_cores
+
+
 def _pin_actor(_actor: Any, cores: list[int]) -> None:
     pin_process(cores)
 
@@ -222,9 +232,7 @@ def start_workers(
     engine: EngineSettings | None,
 ) -> Workers:
     bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None)
-    learner_cores, rollout_cores = disjoint_cores(cfg, learner is not None, engine is not None)
-    if engine is not None and rollout_cores is None:
-        rollout_cores = engine_cores(cfg, learner is not None)
+    learner_cores, rollout_cores = core_sets(cfg, learner is not None, engine is not None)
     deterministic = is_deterministic(cfg)
     owns_ray = connect(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus or local_cpus_needed(bundles))
     group = reserve(bundles, cfg.cluster.placement_timeout_s)

@@ -9,7 +9,7 @@ from rft_test_helpers import compose
 
 from rft.config import Attention, DistBackend, DType, Engine, Scheduler
 from rft.learner.worker import LearnerSettings
-from rft.placement.workers import engine_cores, engine_settings, learner_settings, learner_threads
+from rft.placement.workers import core_sets, engine_cores, engine_settings, learner_settings, learner_threads
 from rft.rollout.worker import EngineSettings
 
 
@@ -60,3 +60,11 @@ def test_engines_that_never_generate_beside_the_learners_take_all_cores(monkeypa
     assert engine_cores(compose(["stage=rl", "trainer.off_policy_steps=1"]), learners=False) == [[0, 1, 2, 3, 4]]
     assert engine_cores(compose(["stage=rl", "rollout.gpus_per_worker=1"]), learners=True) is None
     assert engine_cores(compose(["stage=rl", "cluster.address=auto"]), learners=True) is None
+
+
+def test_a_runs_core_sets_are_disjoint_while_overlapping_and_the_engines_share_otherwise(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert core_sets(compose(["stage=rl"]), learners=True, rollout=True) == (None, [[0, 1, 2, 3]])
+    overlapped = compose(["stage=rl", "trainer.off_policy_steps=1"])
+    assert core_sets(overlapped, learners=True, rollout=True) == ([[0]], [[1]])
+    assert core_sets(overlapped, learners=True, rollout=False) == (None, None)
