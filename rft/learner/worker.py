@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rft.algo.config import LossSettings
-from rft.host import peak_rss_gb, return_freed_memory_to_the_os
+from rft.host import peak_rss_gb
 from rft.learner.batch import FeatureCache, MicroBatch, collate_rows, micro_batch_rows
 from rft.learner.lora import LoRASettings
 from rft.tracking.stats import LEARNER_STATS, merge_stats
@@ -139,7 +139,6 @@ class LearnerWorker:
         # DeepSpeed 0.19 calls torch.distributed functions that torch 2.13 deprecates; the
         # warning repeats on every ZeRO step (hundreds of lines a run) and says nothing to a user.
         warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
-        return_freed_memory_to_the_os()
         self.rank = rank
         self.world_size = world_size
         self.settings = settings

@@ -59,10 +59,10 @@ What the terms leave out, measured on its vLLM engine in a plain process (8.7 GB
 grows with the model without a term yet: ~0.25 GB of it is five tokenizer copies of the 151 k
 vocabulary (~0.05 GB each); the rest is neither tensors (the Python-visible ones are the KV
 cache, the embedding and small buffers) nor oneDNN's packing (242 handles of the 2B's linear
-shapes hold 1.001x their weights). (A further ~0.7 GB of freed blocks that glibc kept in the heap
-is gone since the rollout actor fixes glibc's mmap threshold as the learner does,
-`rft.host.return_freed_memory_to_the_os`: measured peak 8.78 -> 8.24 GB.) The prediction is 11%
-under there. GPU
+shapes hold 1.001x their weights). With glibc's mmap threshold fixed at 128 KiB (2026-12-02 to
+12-07) its peak was 8.24 GB, 11% above the prediction; with glibc's default, which rft keeps
+again since it is 2x faster for the learner (`rft.host`), the run before (2026-12-02) peaked at
+8.78 GB (the freed blocks glibc keeps in its heap), 16% above: not re-measured yet. GPU
 constants (`GPU_OVERHEAD`: CUDA context, allocator slack, NCCL buffers, vLLM's graphs and
 sampler workspace) are assumptions from the libraries' documented behaviour, not measured here.
 Sequence lengths are the worst case the configuration allows: `PROMPT_TEXT_TOKENS` of text plus

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rft.host import pin_process, return_freed_memory_to_the_os
+from rft.host import pin_process
 from rft.types import Completion, PromptItem, SamplingSettings
 
 if TYPE_CHECKING:  # the choices' Enums, for the annotations only: no config import in the actor
@@ -92,7 +92,6 @@ class RolloutWorker:
         reward_workers: int = 0,
         cpu_cores: list[int] | None = None,
     ):
-        return_freed_memory_to_the_os()  # before the engine allocates: its freed load buffers leave the RSS
         if cpu_cores:
             pin_process(cpu_cores)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpu_cores)))
