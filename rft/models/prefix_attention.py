@@ -48,6 +48,12 @@ class PrefixLayout:
     segments: list[list[tuple[int, int]]]
     _cache: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        for row, (prompt, spans) in enumerate(zip(self.prompts, self.segments, strict=True)):
+            ends = [prompt] + [start + n for start, n in spans]
+            if [start for start, _ in spans] != ends[:-1] or ends[-1] > self.length:
+                raise ValueError(f"row {row}: completions must follow the prompt ({prompt} tokens) back to back within {self.length}, got {spans}")
+
     def row_plan(self, row: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(index (S, T), valid (S, T), mask (S, 1, T, p + T)) for row `row`: the row positions of
         each completion's tokens (padding repeats the last), which of them are real, and what each

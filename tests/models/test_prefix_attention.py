@@ -96,3 +96,13 @@ def test_without_a_layout_or_in_a_non_causal_module_it_is_plain_sdpa(module, wit
     out, _ = prefix_attention(module, q, k, v, mask, scaling=0.3, **extra)
     want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
     torch.testing.assert_close(out, want, rtol=0, atol=0)
+
+
+def test_a_layout_whose_completions_do_not_follow_the_prompt_back_to_back_is_refused():
+    PrefixLayout(8, [3], [[(3, 2), (5, 3)]])  # fills the row exactly
+    with pytest.raises(ValueError, match="row 0: completions must follow the prompt"):
+        PrefixLayout(8, [3], [[(4, 2)]])  # a gap after the prompt
+    with pytest.raises(ValueError, match="row 1"):
+        PrefixLayout(8, [3, 2], [[(3, 2)], [(2, 3), (6, 1)]])  # a gap between completions
+    with pytest.raises(ValueError, match="within 8"):
+        PrefixLayout(8, [3], [[(3, 6)]])  # past the row
