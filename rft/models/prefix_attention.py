@@ -91,29 +91,27 @@ def prefix_attention(module, query, key, value, attention_mask, dropout: float =
 
 def _row_attention(q, k, v, layout: PrefixLayout, row: int, groups: int, dropout: float, scaling: float | None) -> torch.Tensor:
     """One row: q (H, L, D), k/v (KV, L, D) -> (H, L, D)."""
+    from transformers.integrations.sdpa_attention import repeat_kv  # grouped-query heads, as sdpa does
+
     p = layout.prompts[row]
     heads, length, dim = q.shape
+    prompt_k, prompt_v = k[None, :, :p], v[None, :, :p]  # (1, KV, p, D)
     prompt_out = F.scaled_dot_product_attention(
-        q[:, :p], _repeat(k[:, :p], groups), _repeat(v[:, :p], groups), dropout_p=dropout, is_causal=True, scale=scaling
+        q[None, :, :p], repeat_kv(prompt_k, groups), repeat_kv(prompt_v, groups), dropout_p=dropout, is_causal=True, scale=scaling
     )
-    parts = [prompt_out]
+    parts = [prompt_out[0]]
     if layout.segments[row]:
         index, valid, mask = layout.row_plan(row, q.device)
         count = index.shape[0]
         qs = q[:, index].transpose(0, 1)  # (S, H, T, D)
-        ks = torch.cat([k[:, :p].unsqueeze(0).expand(count, -1, -1, -1), k[:, index].transpose(0, 1)], dim=2)
-        vs = torch.cat([v[:, :p].unsqueeze(0).expand(count, -1, -1, -1), v[:, index].transpose(0, 1)], dim=2)
-        out = F.scaled_dot_product_attention(qs, _repeat(ks, groups, dim=1), _repeat(vs, groups, dim=1), attn_mask=mask, dropout_p=dropout, scale=scaling)
+        ks = torch.cat([prompt_k.expand(count, -1, -1, -1), k[:, index].transpose(0, 1)], dim=2)
+        vs = torch.cat([prompt_v.expand(count, -1, -1, -1), v[:, index].transpose(0, 1)], dim=2)
+        out = F.scaled_dot_product_attention(qs, repeat_kv(ks, groups), repeat_kv(vs, groups), attn_mask=mask, dropout_p=dropout, scale=scaling)
         parts.append(out.transpose(0, 1)[:, valid])  # (H, completion tokens, D), in row order
     used = sum(part.shape[1] for part in parts)
     if used < length:
         parts.append(q.new_zeros(heads, length - used, dim))
     return torch.cat(parts, dim=1)
-
-
-def _repeat(x: torch.Tensor, groups: int, dim: int = 0) -> torch.Tensor:
-    """Grouped-query attention: each key/value head serves `groups` query heads."""
-    return x if groups == 1 else x.repeat_interleave(groups, dim=dim)
 
 
 def register() -> None:

@@ -77,8 +77,13 @@ def setup(request, tiny_model, assets):
     """The tiny model with dense-mask sdpa, eager attention, or the learner's shared-prefix
     attention (`rft.models.prefix_attention`, which skips what the mask hides)."""
     torch.manual_seed(0)
-    model = load_model(tiny_model, dtype="float32", attn_implementation="sdpa" if request.param == ATTENTION else request.param)
-    if request.param == ATTENTION:
+    return _model_setup(tiny_model, assets, request.param)
+
+
+def _model_setup(tiny_model, assets, attention: str):
+    """(model, processor, samples, each sample's prompt features) for `attention`."""
+    model = load_model(tiny_model, dtype="float32", attn_implementation="sdpa" if attention == ATTENTION else attention)
+    if attention == ATTENTION:
         use_prefix_attention(model)
     processor, samples = assets
     cache = FeatureCache(processor, model)
@@ -223,11 +228,8 @@ def test_the_shared_prefix_attention_computes_the_packed_rows_of_every_layer(tin
     every text layer; plain rows do not."""
     import rft.models.prefix_attention as kernel
 
-    model = load_model(tiny_model, dtype="float32", attn_implementation="sdpa")
-    use_prefix_attention(model)
-    processor, samples = assets
-    cache = FeatureCache(processor, model)
-    setup = (model, processor, samples, [cache.get(s.prompt) for s in samples])
+    setup = _model_setup(tiny_model, assets, ATTENTION)
+    model = setup[0]
     calls = []
     row_attention = kernel._row_attention
     monkeypatch.setattr(kernel, "_row_attention", lambda *args: calls.append(args[4]) or row_attention(*args))

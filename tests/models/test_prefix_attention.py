@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rft.learner.batch import shared_prefix_mask
 from rft.models.prefix_attention import LAYOUT_KEY, PrefixLayout, prefix_attention
 
 HEADS, KV_HEADS, DIM = 4, 2, 8
@@ -35,12 +36,8 @@ def _layout() -> tuple[PrefixLayout, torch.Tensor]:
 
 
 def _dense_mask(ids: torch.Tensor) -> torch.Tensor:
-    """The learner's dense mask (rft.learner.batch.shared_prefix_mask), spelled out here."""
-    length = ids.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    q, k = ids[:, :, None], ids[:, None, :]
-    visible = causal & (k >= 0) & ((k == 0) | (k == q))
-    return (visible | torch.eye(length, dtype=torch.bool)).unsqueeze(1)
+    """The dense mask the learner builds for the same rows (and the fallback kernels take)."""
+    return shared_prefix_mask(ids)
 
 
 def _inputs(seed: int = 0):
