@@ -27,20 +27,36 @@ def engine_cores_of(cfg) -> list[int] | None:
     return cores[0] if cores else None
 
 
-def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
+def _settings(overrides: list[str]):
     from rft.config import compose_checked
-    from rft.data.splits import load_data
-    from rft.models.loading import load_processor, resolve_model_path
-    from rft.placement.determinism import is_deterministic, rollout_env
+    from rft.models.loading import resolve_model_path
     from rft.placement.workers import engine_settings
+
+    cfg = compose_checked(overrides)
+    return cfg, engine_settings(cfg, resolve_model_path(cfg.model.path, cfg.model.arch), seed=cfg.trainer.seed)
+
+
+def engine_env(overrides: list[str]) -> dict[str, str]:
+    """The environment the run's rollout actor starts with (`rollout_actor_env`)."""
+    return _env(*_settings(overrides))
+
+
+def _env(cfg, settings) -> dict[str, str]:
+    from rft.placement.determinism import is_deterministic, rollout_env
     from rft.rollout.group import rollout_actor_env
+
+    return rollout_actor_env(settings, rollout_env(is_deterministic(cfg), on_gpu=bool(cfg.rollout.gpus_per_worker)))
+
+
+def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
+    from rft.data.splits import load_data
+    from rft.models.loading import load_processor
     from rft.rollout.worker import RolloutWorker
     from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
     from rft.types import SamplingSettings
 
-    cfg = compose_checked(overrides)
-    settings = engine_settings(cfg, resolve_model_path(cfg.model.path, cfg.model.arch), seed=cfg.trainer.seed)
-    os.environ.update(rollout_actor_env(settings, rollout_env(is_deterministic(cfg), on_gpu=bool(cfg.rollout.gpus_per_worker))))
+    cfg, settings = _settings(overrides)
+    os.environ.update(_env(cfg, settings))  # vLLM's variables; OpenMP's only count from the process start
     path = settings.model_path
     records = load_data(cfg).train[: cfg.trainer.prompts_per_step]
     processor = load_processor(path, cfg.model.min_pixels, cfg.model.max_pixels)
@@ -58,8 +74,10 @@ def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
 
 
 def measure_in_subprocess(overrides: list[str], timeout_s: float = 900) -> dict[str, Any]:
-    """`measure` in a fresh process (its engine's memory and threads go with it); {} if it failed."""
-    done = subprocess.run([sys.executable, "-m", "rft.bench.engine_alone", *overrides], capture_output=True, text=True, timeout=timeout_s)
+    """`measure` in a fresh process (its engine's memory and threads go with it), started with the
+    rollout actor's environment (OpenMP reads its settings when torch loads); {} if it failed."""
+    env = {**os.environ, **engine_env(overrides)}
+    done = subprocess.run([sys.executable, "-m", "rft.bench.engine_alone", *overrides], env=env, capture_output=True, text=True, timeout=timeout_s)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         print(f"[rft.bench] engine alone failed (exit {done.returncode}):\n{done.stderr[-2000:]}", flush=True)

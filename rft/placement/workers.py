@@ -7,7 +7,7 @@ With `trainer.off_policy_steps=1` the rollout workers generate while the learner
 CPUs, not colocated, on a local Ray with enough cores, each learner rank and rollout worker is
 pinned to cores of its own (`disjoint_cores`) so the two do not contend for them. With the
 synchronous loop (0), or evaluation, on the same kind of node, generation and learning take
-turns and the side that waits does so passively, so each side takes all the node's cores in its
+turns and the side that waits sleeps (OpenMP's bounded spin, `rft.rollout.group.rollout_actor_env`), so each side takes all the node's cores in its
 turn: the learner ranks share them (`learner_threads`; measured on the ~44 M bench model, 2
 cores, one rank: update 15.0 -> 10.8 s, step 28.1 -> 21.8 s) and so do the engines
 (`engine_cores`; vLLM alone on the same model: 500 -> 770 tok/s).
@@ -151,7 +151,7 @@ def disjoint_cores(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list
 def learner_threads(cfg: DictConfig) -> int | None:
     """Torch threads per learner rank when the synchronous loop (`trainer.off_policy_steps=0`)
     runs on CPUs of one local node: the rollout engines sleep while the learners compute (their
-    idle OpenMP threads wait passively), so the ranks split all the node's cores between them
+    idle OpenMP threads sleep after a bounded spin), so the ranks split all the node's cores between them
     instead of one core each. None (keep Ray's CPUs per actor) where that is not more."""
     if cfg.trainer.off_policy_steps > 0 or not _on_local_cpus(cfg):
         return None
