@@ -41,7 +41,6 @@ LIBRARY_DEPRECATIONS = (
 )
 
 
-
 def engine_python_warnings() -> str:
     """PYTHONWARNINGS for rollout actors (and the vLLM processes they start): the caller's
     filters, then `LIBRARY_DEPRECATIONS`."""
