@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from rft.learner.batch import shared_prefix_mask
+from rft.models import prefix_attention as prefix_attention_module
 from rft.models.prefix_attention import LAYOUT_KEY, PrefixLayout, prefix_attention
 
 HEADS, KV_HEADS, DIM = 4, 2, 8
@@ -52,7 +53,11 @@ def _dense(q, k, v, mask):
     return out.transpose(1, 2)
 
 
-def test_equals_dense_masked_sdpa_in_values_and_gradients():
+@pytest.mark.parametrize("kernel", ["matmul", "sdpa"])
+def test_equals_dense_masked_sdpa_in_values_and_gradients(kernel, monkeypatch):
+    """Both block kernels: matmuls + softmax (CPUs, small blocks) and sdpa (GPUs, large blocks)."""
+    if kernel == "sdpa":
+        monkeypatch.setattr(prefix_attention_module, "MATMUL_MAX_SCORES", 0)
     layout, ids = _layout()
     real = (ids >= 0)[:, :, None, None]  # padding positions: no real token reads them
     q, k, v = _inputs()
