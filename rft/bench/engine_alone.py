@@ -1,8 +1,9 @@
 """The rollout engine of a bench point measured alone: the same `RolloutWorker` as in the run (same
-model, engine settings, environment, cores and thread binding), outside Ray, generating the run's batch shape
-(`trainer.prompts_per_step` training prompts x `algo.num_generations`, `rollout.max_tokens`, the
-run's sampling) with nothing else on the machine. `python -m rft.bench rl` runs it in a
-subprocess after each vLLM point and reports the run's rollout tokens/s as a share of it.
+model, engine settings, environment, cores and thread binding), outside Ray, generating the run's
+batch shape (`trainer.prompts_per_step` training prompts x `algo.num_generations`,
+`rollout.max_tokens`, the run's sampling; other prompts each round, as a run's steps have) with
+nothing else on the machine. `python -m rft.bench rl` runs it in a subprocess after each vLLM
+point and reports the run's rollout tokens/s as a share of it.
 
     python -m rft.bench.engine_alone <hydra overrides of the run>   # prints one JSON line
 """
@@ -58,7 +59,8 @@ def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
     cfg, settings = _settings(overrides)
     os.environ.update(_env(cfg, settings))  # vLLM's variables; OpenMP's only count from the process start
     path = settings.model_path
-    records = load_data(cfg).train[: cfg.trainer.prompts_per_step]
+    per_round = cfg.trainer.prompts_per_step
+    records = load_data(cfg).train[: per_round * rounds]
     processor = load_processor(path, cfg.model.min_pixels, cfg.model.max_pixels)
     items = prompt_items(task_for(cfg), processor, records, prompt_style("rl", Purpose.train, cfg), cfg.model)
     cores = engine_cores_of(cfg)
@@ -67,8 +69,9 @@ def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
         n=cfg.algo.num_generations, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, max_tokens=cfg.rollout.max_tokens
     )
     rates = []
-    for _ in range(rounds):
-        completions, timings = worker.generate(items, sampling, with_rewards=False)
+    for index in range(rounds):  # new prompts each round, as in a run (no cache of their images or prefixes)
+        batch = items[index * per_round : (index + 1) * per_round] or items[:per_round]
+        completions, timings = worker.generate(batch, sampling, with_rewards=False)
         rates.append(sum(len(c.token_ids) for c in completions) / timings["generate_s"])
     return {"tokens_per_s": statistics.median(rates[1:] or rates), "rounds": rates, "cores": cores, "engine_threads": worker.engine_threads}
 
