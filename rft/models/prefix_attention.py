@@ -96,8 +96,7 @@ def _row_attention(q, k, v, layout: PrefixLayout, row: int, groups: int, dropout
     p = layout.prompts[row]
     heads, length, dim = q.shape
     prompt_k, prompt_v = k[None, :, :p], v[None, :, :p]  # (1, KV, p, D)
-    causal = torch.ones(p, p, dtype=torch.bool, device=q.device).tril()[None, None]
-    parts = [_attend(q[None, :, :p], prompt_k, prompt_v, causal, groups, dropout, scaling)[0]]
+    parts = [_attend(q[None, :, :p], prompt_k, prompt_v, None, groups, dropout, scaling)[0]]
     if layout.segments[row]:
         index, valid, mask = layout.row_plan(row, q.device)
         count = index.shape[0]
@@ -113,7 +112,8 @@ def _row_attention(q, k, v, layout: PrefixLayout, row: int, groups: int, dropout
 
 
 def _attend(q, k, v, mask, groups: int, dropout: float, scaling: float | None) -> torch.Tensor:
-    """Attention of q (B, H, T, D) over k/v (B, KV, K, D) where `mask` (B, 1, T, K) allows.
+    """Attention of q (B, H, T, D) over k/v (B, KV, K, D) where `mask` (B, 1, T, K) allows;
+    `mask=None`: causal (T = K).
 
     On CPUs, for blocks as small as these, two matmuls and a softmax in float32 (what transformers'
     eager attention computes) beat the fused kernel: the ~44 M bench model's completion block,
@@ -123,7 +123,10 @@ def _attend(q, k, v, mask, groups: int, dropout: float, scaling: float | None) -
 
     batch, heads, steps, dim = q.shape
     if q.device.type != "cpu" or dropout > 0 or batch * heads * steps * k.shape[2] > MATMUL_MAX_SCORES:
-        return F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), attn_mask=mask, dropout_p=dropout, scale=scaling)
+        causal = mask is None  # sdpa's own causal kernels need no mask tensor
+        return F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling)
+    if mask is None:
+        mask = torch.ones(steps, steps, dtype=torch.bool, device=q.device).tril()[None, None]
     kv_heads = k.shape[1]
     scale = dim**-0.5 if scaling is None else scaling
     # the heads that share a key head go in one matmul as extra query rows: no repeated keys
