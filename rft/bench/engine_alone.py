@@ -49,20 +49,25 @@ def _env(cfg, settings) -> dict[str, str]:
     return rollout_actor_env(settings, rollout_env(is_deterministic(cfg), on_gpu=bool(cfg.rollout.gpus_per_worker)))
 
 
-def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
+def training_prompts(cfg, model_path: str, count: int) -> tuple[Any, list]:
+    """(processor, the first `count` training prompts) of a bench run, as its RL stage builds them."""
     from rft.data.splits import load_data
     from rft.models.loading import load_processor
-    from rft.rollout.worker import RolloutWorker
     from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
+
+    processor = load_processor(model_path, cfg.model.min_pixels, cfg.model.max_pixels)
+    records = load_data(cfg).train[:count]
+    return processor, prompt_items(task_for(cfg), processor, records, prompt_style("rl", Purpose.train, cfg), cfg.model)
+
+
+def measure(overrides: list[str], rounds: int = ROUNDS) -> dict[str, Any]:
+    from rft.rollout.worker import RolloutWorker
     from rft.types import SamplingSettings
 
     cfg, settings = _settings(overrides)
     os.environ.update(_env(cfg, settings))  # vLLM's variables; OpenMP's only count from the process start
-    path = settings.model_path
     per_round = cfg.trainer.prompts_per_step
-    records = load_data(cfg).train[: per_round * rounds]
-    processor = load_processor(path, cfg.model.min_pixels, cfg.model.max_pixels)
-    items = prompt_items(task_for(cfg), processor, records, prompt_style("rl", Purpose.train, cfg), cfg.model)
+    _processor, items = training_prompts(cfg, settings.model_path, per_round * rounds)
     cores = engine_cores_of(cfg)
     worker = RolloutWorker(settings, dict(cfg.reward.weights), dict(cfg.reward.options), cpu_cores=cores)
     sampling = SamplingSettings(

@@ -47,14 +47,10 @@ def _free_port() -> int:
 
 def _samples(cfg, model_path: str, seed: int) -> list:
     """The run's first prompts, each with G random completions of `rollout.max_tokens` tokens."""
-    from rft.data.splits import load_data
-    from rft.models.loading import load_processor
-    from rft.tasks.prompting import Purpose, prompt_items, prompt_style, task_for
+    from rft.bench.engine_alone import training_prompts
     from rft.types import TrainSample
 
-    processor = load_processor(model_path, cfg.model.min_pixels, cfg.model.max_pixels)
-    records = load_data(cfg).train[: cfg.trainer.prompts_per_step]
-    items = prompt_items(task_for(cfg), processor, records, prompt_style("rl", Purpose.train, cfg), cfg.model)
+    processor, items = training_prompts(cfg, model_path, cfg.trainer.prompts_per_step)
     special = set(processor.tokenizer.all_special_ids)
     vocab = [i for i in range(len(processor.tokenizer)) if i not in special]
     rng = random.Random(seed)
