@@ -198,7 +198,8 @@ def test_a_two_b_model_on_one_80gb_gpu_fits_colocated():
 
 def test_advice_finds_a_change_that_fits():
     # one 2B learner without ZeRO on a 24 GiB CPU: learner ranks need more than the machine
-    plan = _plan(["stage=rl", "model.path=arch:qwen2vl_2b"], mp.Hardware(host_mem=24 * mp.GiB))
+    # (bf16 named: `auto` would follow this machine's CPU)
+    plan = _plan(["stage=rl", "model.path=arch:qwen2vl_2b", "model.dtype=bfloat16"], mp.Hardware(host_mem=24 * mp.GiB))
     assert not plan.fits and "RAM needs" in plan.problems[0]
     assert any("learner.lora.rank=16" in line and ": fits" in line for line in plan.advice)
 
@@ -218,13 +219,14 @@ def _measured_runs() -> dict[str, tuple[list[str], dict[str, float]]]:
     runs = {}
     for run in json.loads(MEASURED.read_text())["results"]:
         summary = run["summary"]
-        # measured before trainer.deterministic moved vLLM's engine into the rollout actor
-        overrides = [*run["launch"]["overrides"], "trainer.deterministic=false"]
+        # measured before trainer.deterministic moved vLLM's engine into the rollout actor, on a
+        # CPU with native bf16 (what `model.dtype: auto` chose there, named for any machine)
+        overrides = [*run["launch"]["overrides"], "trainer.deterministic=false", "model.dtype=bfloat16"]
         runs[summary["size"]] = (overrides, {"learner": summary["learner RSS GB"], "vllm": summary["rollout RSS GB"], "driver": summary["driver RSS GB"]})
     scale = json.loads(MEASURED_2B.read_text())
     peaks = scale["summary"]["peak RSS GB"]
     learner = max(step["learner RSS GB"] for step in scale["summary"]["steps"])
-    runs["2b-lora8"] = (scale["launch"]["overrides"], {"learner": learner, "vllm": peaks["RolloutWorker"], "driver": peaks["driver+ray"]})
+    runs["2b-lora8"] = ([*scale["launch"]["overrides"], "model.dtype=bfloat16"], {"learner": learner, "vllm": peaks["RolloutWorker"], "driver": peaks["driver+ray"]})
     return runs
 
 
