@@ -265,6 +265,9 @@ class LearnerConfig:
     # Pack each prompt's completions into one row behind one copy of the prompt (and image);
     # off automatically with flash_attention_2 (rft.learner.batch)
     shared_prefix: bool = True
+    # The reference model (algo.beta > 0, full fine-tuning) in an actor of its own on the rollout
+    # worker's cores instead of in every learner rank (rft.learner.reference)
+    separate_reference: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     backend: DistBackend = DistBackend.auto

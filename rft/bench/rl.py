@@ -62,7 +62,7 @@ RATES = {
 # column label -> metrics.jsonl key (the largest value of the run: a process's peak only grows)
 PEAKS = {"learner RSS GB": "memory/learner_peak_rss_gb"}
 # column label -> role in LaunchResult.peak_rss_gb (sampled from /proc, rft.bench.memory)
-ACTOR_PEAKS = {"rollout RSS GB": "RolloutWorker", "driver RSS GB": "driver+ray"}
+ACTOR_PEAKS = {"rollout RSS GB": "RolloutWorker", "reference RSS GB": "ReferenceWorker", "driver RSS GB": "driver+ray"}
 PEERS = ("trl",)
 # the comparison table: rft's step and derived columns beside the peer's
 COMPARISON = ["step s", "peer step s", "speed-up x", "orchestration %", "learner GFLOP/s", "MFU %", "rollout RSS GB", "learner RSS GB", "peer RSS GB"]
@@ -256,6 +256,7 @@ FORMULAS = {
     "orchestration %": "median over steps after warm-up of (step - generate - reward - logprob - update - sync) / step",
     "speed-up x": "peer's median step s / rft's median step s, same size",
     "rollout RSS GB": "largest 1 s sample of the summed VmRSS of the RolloutWorker actor and its children (vLLM engine)",
+    "reference RSS GB": "the same for the separate reference actor (learner.separate_reference; NaN without one)",
     "learner RSS GB": "getrusage peak of the learner actor (memory/learner_peak_rss_gb)",
     "peer RSS GB": "getrusage peak of the peer's one process",
     "alone tok/s": "the run's rollout worker alone (rft.bench.engine_alone): same engine, cores and batch shape, outside the run; median of 3 rounds after a warm-up",

@@ -54,14 +54,14 @@ def driver_demand(cfg: DictConfig) -> Resources:
 
 def workers_demand(cfg: DictConfig) -> Resources:
     """The most the run's placement groups hold at once."""
-    from rft.placement.workers import placement_bundles
+    from rft.placement.workers import placement_bundles, separate_reference
 
-    def total(learners: bool, rollout: bool) -> Resources:
-        return add(*placement_bundles(cfg, learners=learners, rollout=rollout))
+    def total(learners: bool, rollout: bool, reference: bool = False) -> Resources:
+        return add(*placement_bundles(cfg, learners=learners, rollout=rollout, reference=reference))
 
     if str(cfg.stage.name) in SFT_STAGES:
         return _peak(total(True, False), total(False, True))
-    return total(True, True)
+    return total(True, True, separate_reference(cfg, float(cfg.algo.beta) > 0))
 
 
 def point_demand(cfg: DictConfig) -> Resources:

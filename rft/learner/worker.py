@@ -20,7 +20,9 @@ Compute goes where it counts (measured on the ~44 M bench model, 2 CPU cores: `r
   kept; measured against DeepSpeed's `bf16` mode (bf16 weights, fp32 master copy): the same
   speed, 0.6 GB more peak memory, but the bf16 copy dropped such updates (KL to the reference
   after one step at lr 1e-6: 1e-5 vs 1.7e-4 for both fp32 and autocast). The reference model is
-  held in fp32 too and runs under the same autocast, so it scores exactly like the initial policy.
+  held in fp32 too and runs under the same autocast, so it scores exactly like the initial policy
+  (with `learner.separate_reference` it lives in an actor of its own instead, which runs this
+  class's scoring path: `rft.learner.reference`).
 - One rank (`learner.num_workers=1`) runs DeepSpeed without ZeRO (stage 0): partitioning one
   copy only adds hooks and gathers.
 - LoRA (`learner.lora.rank > 0`, `rft.learner.lora`): PEFT adapters around the loaded policy; the
@@ -209,21 +211,27 @@ class LearnerWorker:
             self._clip_before_step(trainable)
         if self.settings.need_reference:
             self.ref_engine = self.engine if self.lora else self._load_reference(deepspeed)
+        self._prepare_scoring(self.engine.module)
+        return {"rank": self.rank, "trainable_params": sum(p.numel() for p in trainable), "backend": backend}
+
+    def _prepare_scoring(self, model) -> None:
+        """What every pass needs beside the weights (`model`: the policy, or the reference of a
+        `rft.learner.reference.ReferenceWorker`): the prompt-feature cache, packing, the
+        attention function, padding."""
         from rft.learner.lora import base_model
 
-        self.features = FeatureCache(self.processor, base_model(self.engine.module))
-        self.shared_prefix = self._use_shared_prefix()
+        self.features = FeatureCache(self.processor, base_model(model))
+        self.shared_prefix = self._use_shared_prefix(model)
         if self.shared_prefix and self.settings.attn_implementation == "sdpa":
             self._use_prefix_attention()
         # eager attention adds the mask to its scores: packed rows' mask goes in as 0 / dtype-min
-        self.additive_mask = getattr(torch, self.dtype) if self.engine.module.config._attn_implementation == "eager" else None
+        self.additive_mask = getattr(torch, self.dtype) if model.config._attn_implementation == "eager" else None
         self.pad_id = self.processor.tokenizer.pad_token_id or 0
         self.placeholder_ids = frozenset(vision_token_ids(self.processor.tokenizer))
-        return {"rank": self.rank, "trainable_params": sum(p.numel() for p in trainable), "backend": backend}
 
-    def _use_shared_prefix(self) -> bool:
+    def _use_shared_prefix(self, model) -> bool:
         """The setting, unless the attention kernel cannot take the packed rows' 4D mask."""
-        attention = str(self.engine.module.config._attn_implementation)
+        attention = str(model.config._attn_implementation)
         if self.settings.shared_prefix and attention == "flash_attention_2":
             if self.rank == 0:
                 log.warning("learner.shared_prefix is off: flash_attention_2 cannot take its per-completion attention mask (use sdpa to pack groups)")
@@ -236,7 +244,7 @@ class LearnerWorker:
         from rft.learner.lora import base_model
         from rft.models.prefix_attention import use_prefix_attention
 
-        models = [self.engine.module, getattr(self.ref_engine, "module", self.ref_engine)]
+        models = [getattr(self.engine, "module", None), getattr(self.ref_engine, "module", self.ref_engine)]
         for model in {id(m): base_model(m) for m in models if m is not None}.values():
             use_prefix_attention(model)
 
@@ -277,10 +285,10 @@ class LearnerWorker:
         """bf16 autocast for a model DeepSpeed does not wrap (the reference below ZeRO-3); a
         DeepSpeed engine applies its `torch_autocast` config itself (and disables an outer one)."""
         import contextlib
+        import sys
 
-        from deepspeed import DeepSpeedEngine
-
-        if isinstance(module, DeepSpeedEngine) or not uses_autocast(self.settings):
+        deepspeed = sys.modules.get("deepspeed")  # not imported at all by a `ReferenceWorker`
+        if (deepspeed is not None and isinstance(module, deepspeed.DeepSpeedEngine)) or not uses_autocast(self.settings):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=getattr(torch, self.settings.dtype))
 
@@ -292,9 +300,11 @@ class LearnerWorker:
 
         feats = [self.features.get(s.prompt) for s in samples]
         plan = micro_batch_rows(samples, feats, self.settings.micro_batch_tokens, self.shared_prefix)
+        batches = [(self._collate(rows, samples, feats), 1.0) for rows in plan]
+        if self.world_size == 1:
+            return batches
         count = torch.tensor([len(plan)], device=self.device)
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        batches = [(self._collate(rows, samples, feats), 1.0) for rows in plan]
         if not batches and count.item() > 0:
             raise RuntimeError(f"learner rank {self.rank} got an empty shard; the controller must give every rank samples")
         while len(batches) < count.item():

@@ -20,7 +20,9 @@ default; W ranks; ZeRO stage Z, 0 when W = 1 as `rft.learner.worker` runs it):
 - Adam moments 8T (8T/W from ZeRO-1; no extra master copy: the weights are already fp32);
 - the autocast cache: bf16 copies of the trainable weights, alive for a forward, 2T (with LoRA
   also the frozen language layers' casts that autograd saves, `autocast_copy_bytes`);
-- the reference model (RL with algo.beta > 0): fp32, 4P, or 4P/W under ZeRO-3;
+- the reference model (RL with algo.beta > 0): fp32, 4P, or 4P/W under ZeRO-3; with
+  `learner.separate_reference` it is an actor of its own instead (`reference_memory`: the fp32
+  weights, one layer's no-grad activations at a time, the logits, a learner's runtime);
 - activations of one micro-batch of `learner.micro_batch_tokens` (at least one sequence):
   per token and layer ~(42 h + 8 I + 8 kv) bytes under bf16 autocast (fp32 residual stream and
   norms, bf16 matmul inputs/outputs, SwiGLU's four I-wide tensors, sdpa attention, no s² term),
@@ -311,6 +313,7 @@ class Setup:
     vllm_in_process: bool = False  # CPU: the engine core inside the rollout actor (trainer.deterministic)
     shared_prefix: bool = False  # learner.shared_prefix: a prompt's completions packed behind one prompt
     lora_rank: int = 0
+    separate_reference: bool = False  # the reference in an actor of its own (rft.learner.reference)
 
     @classmethod
     def of(cls, cfg: DictConfig, on_gpu: bool) -> Setup:
@@ -342,6 +345,7 @@ class Setup:
             vllm_in_process=is_deterministic(cfg) and not cfg.rollout.gpus_per_worker,
             shared_prefix=bool(cfg.learner.get("shared_prefix", False)),
             lora_rank=int(cfg.learner.lora.rank),
+            separate_reference=bool(cfg.learner.get("separate_reference", False) and cfg.algo.beta > 0 and not cfg.learner.lora.rank),
         )
 
     @property
@@ -405,7 +409,7 @@ class ActorMemory:
     """One actor's predicted peak: named terms in bytes, where it runs (`GPU n` or `RAM`)."""
 
     name: str
-    kind: str  # learner | vllm | hf | driver
+    kind: str  # learner | reference | vllm | hf | driver
     terms: dict[str, int]
     persistent: int = 0  # what stays between updates (a colocated GPU holds it beside vLLM)
     device: str = "RAM"
@@ -457,12 +461,26 @@ def learner_memory(shape: ModelShape, setup: Setup, on_gpu: bool) -> dict[str, i
     terms["optimizer"] = 8 * t // w if z >= 1 else 8 * t
     if setup.bf16:
         terms["autocast copies"] = autocast_copy_bytes(shape, setup, t)
-    if setup.rl and setup.beta > 0 and not lora:  # LoRA: the reference is the base, adapters off
+    if setup.rl and setup.beta > 0 and not lora and not setup.separate_reference:  # LoRA: the reference is the base, adapters off
         terms["reference"] = 4 * p // w if z == 3 else 4 * p
     terms["activations"] = activation_bytes(shape, setup)
     terms["logits"] = logit_bytes(shape, setup)
     terms["runtime"] = GPU_OVERHEAD["learner"] if on_gpu else CPU_BASELINE["learner"]
     return terms
+
+
+def reference_memory(shape: ModelShape, setup: Setup, on_gpu: bool) -> dict[str, int]:
+    """Terms of the separate reference actor's peak: fp32 weights (it scores under the
+    learners' autocast, which caches no casts of frozen weights), one layer's activations at a
+    time (no autograd), the completion logits, and a learner's runtime."""
+    tokens = max(setup.micro_batch_tokens, sequence_tokens(shape, setup))
+    layer = tokens * (42 * shape.hidden + 8 * shape.intermediate + 8 * shape.kv_width)
+    return {
+        "weights": 4 * shape.params,
+        "activations": layer + tokens * 3 * 4 * shape.hidden,
+        "logits": logit_bytes(shape, setup),
+        "runtime": GPU_OVERHEAD["learner"] if on_gpu else CPU_BASELINE["learner"],
+    }
 
 
 def learner_load_memory(shape: ModelShape, terms: dict[str, int]) -> dict[str, int]:
@@ -614,6 +632,7 @@ def plan_memory(cfg_or_setup: DictConfig | Setup, shape: ModelShape, hardware: H
 
 
 def _actors(setup: Setup, shape: ModelShape, hardware: Hardware) -> tuple[list[ActorMemory], list[ActorMemory], int | None]:
+    """(learner ranks and the separate reference, rollout engines, the KV cache's tokens)."""
     learner_on_gpu = setup.learner_gpus > 0 and hardware.gpus > 0
     learners = []
     for rank in range(setup.learners):
@@ -621,6 +640,10 @@ def _actors(setup: Setup, shape: ModelShape, hardware: Hardware) -> tuple[list[A
         persistent = sum(v for k, v in terms.items() if k not in ("activations", "logits", "autocast copies", "zero3 gather"))
         load = {} if learner_on_gpu else learner_load_memory(shape, terms)  # a GPU rank loads into host RAM
         learners.append(ActorMemory(f"learner rank {rank}", "learner", terms, persistent, load=load))
+    if setup.rl and setup.separate_reference:
+        terms = reference_memory(shape, setup, learner_on_gpu)
+        load = {} if learner_on_gpu else {"weights": terms["weights"], "checkpoint pages": shape.checkpoint_element * shape.params, "runtime": terms["runtime"]}
+        learners.append(ActorMemory("reference", "reference", terms, sum(terms.values()), load=load))
     rollouts: list[ActorMemory] = []
     kv_tokens = None
     if setup.rl:
@@ -664,15 +687,18 @@ def _place(setup: Setup, shape: ModelShape, hardware: Hardware, model: str) -> P
 def _place_on_gpus(setup: Setup, learners, rollouts, hardware: Hardware) -> tuple[list[Device], list[str]]:
     """Bundles as rft.placement.workers builds them (colocated rollouts share learner bundles),
     packed onto GPUs: a bundle of >= 1 GPU takes whole GPUs, fractional ones share."""
+    ranks = [a for a in learners if a.kind == "learner"]
     bundles: list[tuple[float, list[ActorMemory]]] = []
     if setup.learner_gpus > 0:
-        bundles += [(setup.learner_gpus, [a]) for a in learners]
+        bundles += [(setup.learner_gpus, [a]) for a in ranks]
     for index, actor in enumerate(rollouts):
-        if setup.colocate and learners and setup.learner_gpus > 0:
-            gpus, members = bundles[index % len(learners)]
-            bundles[index % len(learners)] = (gpus + setup.rollout_gpus, [*members, actor])
+        if setup.colocate and ranks and setup.learner_gpus > 0:
+            gpus, members = bundles[index % len(ranks)]
+            bundles[index % len(ranks)] = (gpus + setup.rollout_gpus, [*members, actor])
         elif setup.rollout_gpus > 0:
             bundles.append((setup.rollout_gpus, [actor]))
+    if setup.learner_gpus > 0:  # the separate reference's bundle comes last, like a rank's
+        bundles += [(setup.learner_gpus, [a]) for a in learners if a.kind == "reference"]
     gpus: list[Device] = []
     free: list[float] = []
     for size, members in bundles:
@@ -696,7 +722,7 @@ def _put(device: Device, members: list[ActorMemory]) -> None:
         actor.device = device.name
         device.actors.append(actor)
     learners = [a for a in device.actors if a.kind == "learner"]
-    engines = [a for a in device.actors if a.kind != "learner"]
+    engines = [a for a in device.actors if a.kind != "learner"]  # vLLM, HF, the separate reference: always resident
     if learners and engines:
         awake = sum(a.persistent for a in learners) + sum(a.total for a in engines)
         asleep = sum(a.total for a in learners) + GPU_OVERHEAD["vllm_asleep"] * len(engines)

@@ -12,6 +12,10 @@ turn: the learner ranks share them (`learner_threads`; measured on the ~44 M ben
 cores, one rank: update 15.0 -> 10.8 s, step 28.1 -> 21.8 s) and so do the engines
 (`engine_cores`; vLLM alone on the same model: 500 -> 770 tok/s).
 
+`learner.separate_reference` adds the reference actor (`rft.learner.reference`): a bundle like a
+learner rank's, last in the group, and the first rollout worker's cores where there are core
+sets (it scores when that worker's generation is done, so the two take turns on them).
+
 `trainer.deterministic` gives every actor the settings of `rft.placement.determinism`.
 """
 
@@ -20,17 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 from omegaconf import DictConfig
 from ray.util.placement_group import remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rft.config import rollout_max_model_len
 from rft.host import pin_process, use_threads
 from rft.learner.group import LearnerGroup
 from rft.learner.lora import LoRASettings
+from rft.learner.reference import ReferenceScorer
 from rft.learner.worker import LearnerSettings
 from rft.placement.cluster import connect, local_cpus_needed, reserve
 from rft.placement.determinism import actor_env, is_deterministic, make_actors_deterministic, rollout_env
@@ -89,12 +95,28 @@ def learner_settings(cfg: DictConfig, model_path: str, *, sft: bool, total_steps
     )
 
 
+def reference_settings(cfg: DictConfig, model_path: str) -> LearnerSettings:
+    """The separate reference actor's settings: a learner's, for one process without an
+    optimizer, ZeRO or adapters (`rft.learner.reference`)."""
+    settings = learner_settings(cfg, model_path, sft=False, total_steps=0, need_reference=True)
+    return replace(settings, zero_stage=0, gradient_checkpointing=False, lora=None)
+
+
 def lora_settings(cfg: DictConfig) -> LoRASettings:
     lora = cfg.learner.lora
     return LoRASettings(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=tuple(lora.target_modules))
 
 
-def _bundles(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[dict[str, float]], list[int], list[int]]:
+def separate_reference(cfg: DictConfig, need_reference: bool) -> bool:
+    """The reference model in an actor of its own (`rft.learner.reference`): asked for, and a run
+    that has a reference (algo.beta > 0) and full fine-tuning (with LoRA the reference is the
+    learner's own model with its adapters off, nothing to move)."""
+    return bool(cfg.learner.separate_reference and need_reference and not cfg.learner.lora.rank)
+
+
+def _bundles(cfg: DictConfig, learners: bool, rollout: bool, reference: bool = False) -> tuple[list[dict[str, float]], list[int], list[int]]:
+    """The placement group's bundles and which learner ranks and rollout workers take which; a
+    separate reference (`reference`) takes the last bundle, one like a learner rank's."""
     learner_bundle = {"CPU": cfg.learner.cpus_per_worker, **({"GPU": cfg.learner.gpus_per_worker} if cfg.learner.gpus_per_worker else {})}
     rollout_bundle = {"CPU": cfg.rollout.cpus_per_worker, **({"GPU": cfg.rollout.gpus_per_worker} if cfg.rollout.gpus_per_worker else {})}
     bundles: list[dict[str, float]] = []
@@ -112,13 +134,15 @@ def _bundles(cfg: DictConfig, learners: bool, rollout: bool) -> tuple[list[dict[
         else:
             rollout_idx = list(range(len(bundles), len(bundles) + cfg.rollout.num_workers))
             bundles += [dict(rollout_bundle) for _ in rollout_idx]
+    if reference:
+        bundles.append(dict(learner_bundle))
     return bundles, learner_idx, rollout_idx
 
 
-def placement_bundles(cfg: DictConfig, *, learners: bool, rollout: bool) -> list[dict[str, float]]:
+def placement_bundles(cfg: DictConfig, *, learners: bool, rollout: bool, reference: bool = False) -> list[dict[str, float]]:
     """The bundles `start_workers` reserves for these actors: what a run asks of the cluster
     (the sweep launcher sums them to admit points that fit)."""
-    return _bundles(cfg, learners, rollout)[0]
+    return _bundles(cfg, learners, rollout, reference)[0]
 
 
 def _on_local_cpus(cfg: DictConfig) -> bool:
@@ -201,6 +225,26 @@ def prepare_learners(learners: LearnerGroup, deterministic: bool, cores: list[li
         ray.get([actor.__ray_call__.remote(_size_threads, threads) for actor in learners.workers])
 
 
+def start_reference(settings: LearnerSettings, cfg: DictConfig, group, bundle_index: int, cores: list[int] | None, deterministic: bool) -> ReferenceScorer:
+    """The separate reference actor (`rft.learner.reference`) in its bundle, on `cores` (the
+    first rollout worker's: it scores when generation is done) where there are core sets."""
+    gpus = cfg.learner.gpus_per_worker
+    scorer = ReferenceScorer(
+        settings,
+        dict(
+            num_cpus=cfg.learner.cpus_per_worker,
+            num_gpus=gpus,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle_index),
+            runtime_env={"env_vars": actor_env(deterministic, on_gpu=bool(gpus))},
+        ),
+    )
+    if deterministic:
+        make_actors_deterministic([scorer.actor])
+    if cores:
+        scorer.run(_pin_actor, cores)
+    return scorer
+
+
 @dataclass
 class Workers:
     learners: LearnerGroup | None
@@ -210,6 +254,7 @@ class Workers:
     learner_cores: list[list[int]] | None = None
     deterministic: bool = False
     learner_threads: int | None = None
+    reference: ReferenceScorer | None = None  # learner.separate_reference
 
     def restart_learners(self) -> None:
         """A fresh learner group in the same bundles (after a rank died), set up like the first."""
@@ -217,7 +262,7 @@ class Workers:
         prepare_learners(self.learners, self.deterministic, self.learner_cores, self.learner_threads)
 
     def shutdown(self) -> None:
-        for group in (self.rollout, self.learners):
+        for group in (self.rollout, self.reference, self.learners):
             if group is not None:
                 group.shutdown()
         remove_placement_group(self.placement_group)
@@ -230,8 +275,11 @@ def start_workers(
     *,
     learner: LearnerSettings | None,
     engine: EngineSettings | None,
+    reference: LearnerSettings | None = None,
 ) -> Workers:
-    bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None)
+    """The actors of a stage; `reference` (settings from `reference_settings`) starts the
+    separate reference actor."""
+    bundles, learner_idx, rollout_idx = _bundles(cfg, learner is not None, engine is not None, reference is not None)
     learner_cores, rollout_cores = core_sets(cfg, learner is not None, engine is not None)
     deterministic = is_deterministic(cfg)
     owns_ray = connect(cfg.cluster.address, num_cpus=cfg.cluster.num_cpus or local_cpus_needed(bundles))
@@ -268,6 +316,9 @@ def start_workers(
             if engine is not None
             else None
         )
+        scorer = None
+        if reference is not None:
+            scorer = start_reference(reference, cfg, group, len(bundles) - 1, rollout_cores[0] if rollout_cores else None, deterministic)
         threads = learner_threads(cfg) if learners is not None else None
         if learners is not None:
             prepare_learners(learners, deterministic, learner_cores, threads)
@@ -278,4 +329,4 @@ def start_workers(
         if owns_ray:
             ray.shutdown()
         raise
-    return Workers(learners, rollout, group, owns_ray, learner_cores, deterministic, threads)
+    return Workers(learners, rollout, group, owns_ray, learner_cores, deterministic, threads, scorer)

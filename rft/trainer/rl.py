@@ -3,7 +3,7 @@
 One step: take `trainer.prompts_per_step` records; the rollout actors generate
 `algo.num_generations` completions each and score them; group advantages are computed by
 explicit group id; reference (and, with several PPO epochs, old) log-probs come from the
-learners; the learners update; the new weights are pushed to the rollout actors. The controller
+learners (or the separate reference actor); the learners update; the new weights are pushed to the rollout actors. The controller
 owns this loop and nothing else.
 
 Overlap (`trainer.off_policy_steps=1`): the first generation round of step t+1 is started
@@ -17,6 +17,12 @@ and evaluation run after the push, with nothing in flight; a checkpoint records 
 from before the prefetched batch, so a resumed run generates that batch again (with its own
 weights) instead of skipping it. Dynamic-sampling refills are generated synchronously at the
 start of the step, with the weights then current.
+
+With `learner.separate_reference=true` the reference log-probs come from an actor of its own
+(`rft.learner.reference`) on the rollout worker's cores; with the overlap it is handed the
+prefetched generation's result references at once and scores that batch as soon as it exists,
+during this step's update, so the next step only waits for what is left of it (the step's
+`timing/logprob_s`). Refills, and a batch whose scoring failed, are scored when needed.
 
 The loss against a stale batch: `rft.algo.losses.policy_loss` takes its ratio against
 `old_logprobs`, and with `old_logprobs=None` (one PPO epoch) against the learner's own detached
@@ -44,7 +50,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +61,7 @@ from rft.algo import AlgoSettings, compute_advantages, filter_groups
 from rft.data.splits import DataSplits
 from rft.errors import UserError
 from rft.learner.group import LearnerLost
-from rft.placement.workers import engine_settings, learner_settings, start_workers
+from rft.placement.workers import engine_settings, learner_settings, reference_settings, separate_reference, start_workers
 from rft.rollout.group import PendingGeneration
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 from rft.tracking import make_tracker
@@ -85,6 +91,19 @@ class Prefetch:
     items: list[PromptItem]
     pending: PendingGeneration
     sampler_before: dict[str, int]  # the data position a checkpoint must record while it is held
+    reference: Any = None  # the separate reference's scores of it, in flight (an ObjectRef)
+
+
+@dataclass
+class Rollouts:
+    """One step's batch: prompts, completions (prompt order), the rollout's times, the dynamic
+    sampling counts, and the separate reference's scores of the prefetched round, in flight."""
+
+    items: list[PromptItem]
+    completions: list[Completion]
+    timings: dict[str, float]
+    dynamic: dict[str, float] = field(default_factory=dict)
+    reference: Any = None
 
 
 class RLTrainer(LearnerStage):
@@ -126,10 +145,14 @@ class RLTrainer(LearnerStage):
     def setup(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resume_from = self._resume_point()
+        separate = separate_reference(self.cfg, self.algo.needs_reference)
         self.workers = start_workers(
             self.cfg,
-            learner=learner_settings(self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference),
+            learner=learner_settings(
+                self.cfg, self.model_path, sft=False, total_steps=self.cfg.trainer.max_steps, need_reference=self.algo.needs_reference and not separate
+            ),
             engine=engine_settings(self.cfg, self.model_path, seed=self.cfg.trainer.seed, weight_sync=resolve_mode(self.cfg)),
+            reference=reference_settings(self.cfg, self.model_path) if separate else None,
         )
         self.engine_threads = self.workers.rollout.engine_threads()  # logged per step: placement made visible
         self.weight_sync = WeightSyncer(resolve_mode(self.cfg), self.workers.learners, self.workers.rollout, run_sync_dir(self.run_dir))
@@ -217,30 +240,33 @@ class RLTrainer(LearnerStage):
         completions, timings = pending.result()
         return items, completions, timings
 
-    def _first_round(self) -> tuple[list[PromptItem], list[Completion], dict[str, float]]:
+    def _first_round(self) -> Rollouts:
         """This step's first generation round: the one prefetched during the last update, if any."""
         if self.prefetch is None:
-            return self._generate(self.cfg.trainer.prompts_per_step, 0)
+            return Rollouts(*self._generate(self.cfg.trainer.prompts_per_step, 0))
         prefetch, self.prefetch = self.prefetch, None
         completions, timings = prefetch.pending.result()
-        return prefetch.items, completions, timings
+        return Rollouts(prefetch.items, completions, timings, reference=prefetch.reference)
 
     def _prefetch_next(self) -> Prefetch | None:
-        """With the overlap, start the next step's first round now (none after the last step)."""
+        """With the overlap, start the next step's first round now (none after the last step),
+        and have the separate reference score it as soon as it is generated."""
         if not self.off_policy_steps or self.step >= self.cfg.trainer.max_steps:
             return None
         before = self.sampler.state()
         items, pending = self._start_generation(self.cfg.trainer.prompts_per_step, 0, self.step + 1)
-        return Prefetch(items, pending, before)
+        scoring = self.workers.reference.score_async(items, pending.refs) if self.workers.reference else None
+        return Prefetch(items, pending, before, scoring)
 
-    def _rollouts(self) -> tuple[list[PromptItem], list[Completion], dict[str, float], dict[str, float]]:
+    def _rollouts(self) -> Rollouts:
         """Completions for this step, the rollout's times, and with dynamic sampling its counts
         (rounds, kept groups): zero-variance groups are dropped and the batch is refilled with
         new prompts for up to `max_refill_rounds` rounds."""
         want = self.cfg.trainer.prompts_per_step
-        items, completions, timings = self._first_round()
+        first = self._first_round()
         if not self.algo.dynamic_sampling:
-            return items, completions, timings, {}
+            return first
+        items, completions, timings = first.items, first.completions, first.timings
         kept_items, kept = self._keep_informative(items, completions)
         rounds = 1
         while len(kept_items) < want and rounds < self.algo.max_refill_rounds:
@@ -252,8 +278,8 @@ class RLTrainer(LearnerStage):
             rounds += 1
         counts = {"dynamic_sampling_rounds": float(rounds), "dynamic_sampling_kept_groups": float(len(kept_items))}
         if not kept_items:  # nothing informative: train on the first batch (zero advantages)
-            return items, completions, timings, counts
-        return kept_items, kept, timings, counts
+            return Rollouts(items, completions, timings, counts, first.reference)
+        return Rollouts(kept_items, kept, timings, counts, first.reference)
 
     def _keep_informative(self, items, completions):
         rewards = torch.tensor([c.rewards["total"] for c in completions])
@@ -263,10 +289,11 @@ class RLTrainer(LearnerStage):
 
     def train_step(self) -> dict[str, Any]:
         step = Timer()
-        items, completions, timings, dynamic = self._rollouts()
+        batch = self._rollouts()
+        completions, timings = batch.completions, batch.timings
         rollout = rollout_metrics(completions, self.cfg.rollout.max_tokens, self.weights)
         rollout["rollout/engine_threads"] = float(self.engine_threads)
-        samples = self._samples(items, completions)
+        samples = self._samples(batch.items, completions)
         staleness = (self.step - 1) - min(c.weight_version for c in completions)  # learners hold version step-1
 
         next_batch = self._prefetch_next()
@@ -274,8 +301,7 @@ class RLTrainer(LearnerStage):
         learners_start = time.time()
         with timer() as logprob:
             if self.algo.needs_reference:
-                for sample, ref in zip(samples, self.workers.learners.logprobs(samples, "ref")):
-                    sample.ref_logprobs = ref
+                rollout["reference/scored_ahead"] = self._reference_logprobs(samples, completions, batch.reference)
             if self.off_policy_steps:
                 self._behaviour_as_old(samples)
             elif self.algo.ppo_epochs > 1:
@@ -305,7 +331,7 @@ class RLTrainer(LearnerStage):
             generated_tokens=sum(len(c.token_ids) for c in completions),
             learner_tokens=sum(len(s.completion_ids) for s in samples),
             samples=len(samples),
-            dynamic_sampling=dynamic,
+            dynamic_sampling=batch.dynamic,
         )
         return rl_step_row(
             rollout, update, times, counts, sync_bytes=sync["bytes"], ppo_epochs=self.algo.ppo_epochs, weight_version=self.step, staleness=staleness
@@ -319,6 +345,23 @@ class RLTrainer(LearnerStage):
         next_batch.pending.result()
         self.prefetch = next_batch
         return max(0.0, min(learners_end, next_batch.pending.finished_at) - max(learners_start, next_batch.pending.started_at))
+
+    def _reference_logprobs(self, samples: list[TrainSample], completions: list[Completion], scoring: Any) -> float:
+        """Each sample's reference log-probs: from the separate reference's scoring of the
+        prefetched round (`scoring`, waited for here) where it has them, else computed now, by the
+        separate reference or the learners. `samples` are `completions`' in order. Returns the
+        share that was scored ahead."""
+        scored = self.workers.reference.result(scoring) if scoring is not None else {}
+        missing = []
+        for sample, completion in zip(samples, completions):
+            sample.ref_logprobs = scored.get((completion.group, completion.sample))
+            if sample.ref_logprobs is None:
+                missing.append(sample)
+        if missing:
+            scores = self.workers.reference.logprobs(missing) if self.workers.reference else self.workers.learners.logprobs(missing, "ref")
+            for sample, ref in zip(missing, scores):
+                sample.ref_logprobs = ref
+        return 1.0 - len(missing) / max(1, len(samples))
 
     def _behaviour_as_old(self, samples: list[TrainSample]) -> None:
         """Old log-probs = the engine's (the policy that sampled): the ratio is against the

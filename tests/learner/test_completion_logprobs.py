@@ -173,3 +173,40 @@ def test_learner_policy_and_reference_passes_match_a_full_forward(ranks, placeme
         assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference scores like the initial policy
     finally:
         learner.shutdown()
+
+
+@pytest.mark.slow
+def test_the_separate_reference_scores_like_a_full_forward(placement, setup, tiny_model):
+    """`learner.separate_reference`: the reference actor's scores, asked directly and for a
+    generation's result references (as the overlapped loop hands them over), equal the plain fp32
+    forward, keyed by each completion's (group, sample)."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from rft.learner.reference import ReferenceScorer
+    from rft.types import Completion
+
+    model, _, samples, batch = setup
+    with torch.no_grad():
+        expected = token_logprobs(_full_path(model, batch), batch.completion_ids)
+    group = placement([{"CPU": 1}])
+    settings = tiny_learner_settings(tiny_model, zero_stage=0)
+    scorer = ReferenceScorer(settings, dict(num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)))
+    try:
+        for row, got in enumerate(scorer.logprobs(samples)):
+            torch.testing.assert_close(torch.tensor(got), expected[row, : len(samples[row].completion_ids)], rtol=0, atol=1e-4)
+        # completions of the samples, split over two "rollout workers" as generate_async returns them
+        completions = [
+            Completion(group=s.prompt.group, sample=i, token_ids=s.completion_ids, text="", logprobs=[], finish_reason="stop") for i, s in enumerate(samples)
+        ]
+        parts = [ray.put((completions[:2], {})), None, ray.put((completions[2:], {}))]
+        items = list({s.prompt.group: s.prompt for s in samples}.values())
+        scored = scorer.result(scorer.score_async(items, parts))
+        assert sorted(scored) == sorted((c.group, c.sample) for c in completions)
+        for row, c in enumerate(completions):
+            torch.testing.assert_close(torch.tensor(scored[(c.group, c.sample)]), expected[row, : len(c.token_ids)], rtol=0, atol=1e-4)
+        # a generation that failed leaves nothing scored (the controller then scores the batch itself)
+        failed = ray.remote(lambda: 1 / 0).remote()
+        assert scorer.result(scorer.score_async(items, [failed])) == {}
+    finally:
+        scorer.shutdown()

@@ -111,6 +111,27 @@ def test_reference_only_for_rl_with_a_kl_term():
     assert "reference" not in mp.learner_memory(shape, mp.Setup.of(compose(["stage=cot_sft"]), False), False)
 
 
+def test_a_separate_reference_moves_the_reference_out_of_the_learner():
+    shape = _shape("qwen2vl_2b")
+    plan = mp.plan_memory(compose(["stage=rl", "learner.separate_reference=true"]), shape, mp.Hardware(host_mem=64 * mp.GiB), advise=False)
+    learner, reference = plan.actors[0], plan.actors[1]
+    assert (learner.kind, reference.kind) == ("learner", "reference")
+    assert "reference" not in learner.terms and "optimizer" not in reference.terms
+    assert reference.terms["weights"] == 4 * shape.params
+    assert reference.terms["activations"] < mp.activation_bytes(shape, plan.setup) / 10  # no autograd: one layer at a time
+    assert reference.load["checkpoint pages"] == shape.checkpoint_element * shape.params
+    # on GPUs it takes a bundle of its own, after the ranks' and the engines'
+    gpus = mp.plan_memory(
+        compose([*GPU_RUN, "model=qwen2vl_2b", "learner.separate_reference=true"]), shape, mp.Hardware(gpu_mem=80 * mp.GiB, gpus_per_node=9), advise=False
+    )
+    assert gpus.fits, gpus.problems
+    assert [a.device for a in gpus.actors if a.kind == "reference"] == ["GPU 8"]
+    # nothing to separate without a KL term, or with LoRA (the reference is the learner's base)
+    for off in (["algo.beta=0"], ["learner.lora.rank=8"]):
+        setup = mp.Setup.of(compose(["stage=rl", "learner.separate_reference=true", *off]), False)
+        assert not setup.separate_reference
+
+
 def test_checkpointing_and_smaller_micro_batches_cut_activations():
     shape = _shape("qwen2vl_7b")
     setup = mp.Setup.of(compose([*GPU_RUN, "model=qwen2vl_7b"]), on_gpu=True)
@@ -226,7 +247,10 @@ def _measured_runs() -> dict[str, tuple[list[str], dict[str, float]]]:
     scale = json.loads(MEASURED_2B.read_text())
     peaks = scale["summary"]["peak RSS GB"]
     learner = max(step["learner RSS GB"] for step in scale["summary"]["steps"])
-    runs["2b-lora8"] = ([*scale["launch"]["overrides"], "model.dtype=bfloat16"], {"learner": learner, "vllm": peaks["RolloutWorker"], "driver": peaks["driver+ray"]})
+    runs["2b-lora8"] = (
+        [*scale["launch"]["overrides"], "model.dtype=bfloat16"],
+        {"learner": learner, "vllm": peaks["RolloutWorker"], "driver": peaks["driver+ray"]},
+    )
     return runs
 
 

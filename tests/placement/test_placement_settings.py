@@ -68,3 +68,16 @@ def test_a_runs_core_sets_are_disjoint_while_overlapping_and_the_engines_share_o
     overlapped = compose(["stage=rl", "trainer.off_policy_steps=1"])
     assert core_sets(overlapped, learners=True, rollout=True) == ([[0]], [[1]])
     assert core_sets(overlapped, learners=True, rollout=False) == (None, None)
+
+
+def test_a_separate_reference_takes_a_learner_like_bundle_last_and_the_rollout_workers_cores(monkeypatch):
+    from rft.placement.workers import _bundles, reference_settings, separate_reference
+
+    cfg = compose(["stage=rl", "learner.separate_reference=true", "learner.num_workers=2"])
+    assert separate_reference(cfg, need_reference=True) and not separate_reference(cfg, need_reference=False)
+    assert not separate_reference(compose(["stage=rl", "learner.separate_reference=true", "learner.lora.rank=8"]), need_reference=True)
+    bundles, learners, rollouts = _bundles(cfg, learners=True, rollout=True, reference=True)
+    assert bundles == [{"CPU": 1.0}] * 4 and (learners, rollouts) == ([0, 1], [2])
+    settings = reference_settings(cfg, "/m")
+    assert (settings.zero_stage, settings.lora, settings.need_reference, settings.gradient_checkpointing) == (0, None, True, False)
+    assert (settings.dtype, settings.micro_batch_tokens, settings.shared_prefix) == (cfg.model.dtype, cfg.learner.micro_batch_tokens, cfg.learner.shared_prefix)

@@ -19,6 +19,8 @@ def test_an_rl_point_needs_its_learner_and_rollout_bundles_and_no_driver_cpu_by_
     assert cfg.cluster.job_cpus == 0.0
     assert point_demand(cfg) == {"CPU": 2.0}
     assert point_demand(compose(["stage=rl", "cluster.job_cpus=1", "learner.num_workers=2"])) == {"CPU": 4.0}
+    assert point_demand(compose(["stage=rl", "learner.separate_reference=true"])) == {"CPU": 3.0}  # the reference's bundle
+    assert point_demand(compose(["stage=rl", "learner.separate_reference=true", "algo.beta=0"])) == {"CPU": 2.0}  # no reference
 
 
 def test_gpu_bundles_and_colocation_are_counted_as_placement_builds_them():

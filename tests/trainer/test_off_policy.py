@@ -79,6 +79,34 @@ def test_the_next_batch_is_generated_during_the_update(overlapped_run):
     assert rows[-1]["timing/overlap_s"] == 0.0
 
 
+@pytest.fixture(scope="module")
+def overlapped_run_separate_reference(ray_cluster, tmp_path_factory) -> Path:
+    """`overlapped_run` with the reference in an actor of its own, scoring each prefetched batch."""
+    run_dir = tmp_path_factory.mktemp("rl_off_policy_separate_reference")
+    overrides = TINY_RL + MOVING + ["trainer.off_policy_steps=1", "trainer.max_steps=4", "trainer.save_every=2", "learner.separate_reference=true"]
+    run(compose(overrides + ["trainer.eval_every=2", "eval.limit=2", "eval.max_tokens=8"]), run_dir)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_the_separate_reference_gives_the_same_run(overlapped_run, overlapped_run_separate_reference):
+    """Same seed, same run (deterministic on CPU): the same completions and rewards at every step,
+    and the KL to the reference (nonzero once the policy moved) as the learner's own reference
+    gives it."""
+    inside = [row for row in _metrics(overlapped_run) if "reward/mean" in row]
+    separate = [row for row in _metrics(overlapped_run_separate_reference) if "reward/mean" in row]
+    assert [row["step"] for row in separate] == [1, 2, 3, 4]
+    # every batch after the first was scored by the reference while the learners updated
+    assert [row["reference/scored_ahead"] for row in separate] == [0.0, 1.0, 1.0, 1.0]
+    assert [row["reference/scored_ahead"] for row in inside] == [0.0] * 4
+    assert [row["reward/mean"] for row in separate] == [row["reward/mean"] for row in inside]
+    assert [row["response_length/mean"] for row in separate] == [row["response_length/mean"] for row in inside]
+    assert all(row["kl"] > 0 for row in separate[1:])
+    for a, b in zip(inside, separate):
+        assert b["kl"] == pytest.approx(a["kl"], rel=1e-3, abs=1e-7), (a["step"], a["kl"], b["kl"])
+    assert_every_step_moves_and_is_synced(separate, [1, 2, 3, 4], synced=False)
+
+
 @pytest.mark.slow
 def test_checkpoint_and_eval_with_a_batch_in_hand(overlapped_run):
     state = json.loads((overlapped_run / "checkpoints" / "step_2" / "trainer_state.json").read_text())
