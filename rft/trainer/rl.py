@@ -296,11 +296,16 @@ class RLTrainer(LearnerStage):
         samples = self._samples(batch.items, completions)
         staleness = (self.step - 1) - min(c.weight_version for c in completions)  # learners hold version step-1
 
+        with timer() as separate_reference:
+            # The separate reference shares the rollout worker's cores: the next generation
+            # starts once it is done with this batch, never beside it.
+            if self.workers.reference is not None:
+                rollout["reference/scored_ahead"] = self._reference_logprobs(samples, completions, batch.reference)
         next_batch = self._prefetch_next()
         self._rollout_sleep()
         learners_start = time.time()
         with timer() as logprob:
-            if self.algo.needs_reference:
+            if self.algo.needs_reference and self.workers.reference is None:
                 rollout["reference/scored_ahead"] = self._reference_logprobs(samples, completions, batch.reference)
             if self.off_policy_steps:
                 self._behaviour_as_old(samples)
@@ -321,7 +326,7 @@ class RLTrainer(LearnerStage):
         times = StepTimes(
             generate_s=timings.get("generate_s", 0.0),
             reward_s=timings.get("reward_s", 0.0),
-            logprob_s=logprob.seconds,
+            logprob_s=separate_reference.seconds + logprob.seconds,
             update_s=learn.seconds,
             sync_s=sync["sync_s"],
             step_s=step.seconds,
