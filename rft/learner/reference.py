@@ -7,8 +7,9 @@ instead: one process, no optimizer, no DeepSpeed, the learner's scoring path unc
 attention), so it scores exactly as a learner's reference would. It sits on the rollout worker's
 cores (`rft.placement.workers`): with `trainer.off_policy_steps=1` it scores each prefetched batch
 as soon as its generation ends, while the learners update on the previous one, so the reference
-pass leaves the learners' critical path (measured on the ~44 M bench model, 2 cores: the rollout
-core generates, then scores; the learner core only updates).
+pass leaves the learners' critical path. That pays where generation is shorter than the update
+(~44 M bench model, 2 cores with native bf16: step 5.86 -> 5.12 s) and not where it is not
+(float32 CPU: 11.2 -> 12.1 s; rft/bench/results/README.md), so it is off by default.
 
     scorer = ReferenceScorer(settings, options)                 # a Ray actor, started
     pending = scorer.score_async(items, generation.refs)        # waits on the generation in Ray

@@ -3,8 +3,8 @@
 One step: take `trainer.prompts_per_step` records; the rollout actors generate
 `algo.num_generations` completions each and score them; group advantages are computed by
 explicit group id; reference (and, with several PPO epochs, old) log-probs come from the
-learners (or the separate reference actor); the learners update; the new weights are pushed to the rollout actors. The controller
-owns this loop and nothing else.
+learners (or the separate reference actor); the learners update; the new weights are pushed to
+the rollout actors. The controller owns this loop and nothing else.
 
 Overlap (`trainer.off_policy_steps=1`): the first generation round of step t+1 is started
 (`RolloutGroup.generate_async`) before the learners work on step t, so it runs with the weights
@@ -21,8 +21,9 @@ start of the step, with the weights then current.
 With `learner.separate_reference=true` the reference log-probs come from an actor of its own
 (`rft.learner.reference`) on the rollout worker's cores; with the overlap it is handed the
 prefetched generation's result references at once and scores that batch as soon as it exists,
-during this step's update, so the next step only waits for what is left of it (the step's
-`timing/logprob_s`). Refills, and a batch whose scoring failed, are scored when needed.
+during this step's update. The next step waits for what is left of that scoring (counted in its
+`timing/logprob_s`) before it starts the next generation, so the two never share the cores.
+Refills, and a batch whose scoring failed, are scored when needed.
 
 The loss against a stale batch: `rft.algo.losses.policy_loss` takes its ratio against
 `old_logprobs`, and with `old_logprobs=None` (one PPO epoch) against the learner's own detached
@@ -359,7 +360,8 @@ class RLTrainer(LearnerStage):
         scored = self.workers.reference.result(scoring) if scoring is not None else {}
         missing = []
         for sample, completion in zip(samples, completions):
-            sample.ref_logprobs = scored.get((completion.group, completion.sample))
+            ref = scored.get((completion.group, completion.sample))
+            sample.ref_logprobs = ref if ref is not None and len(ref) == len(sample.completion_ids) else None
             if sample.ref_logprobs is None:
                 missing.append(sample)
         if missing:
