@@ -220,7 +220,8 @@ class _ScriptedRounds:
 def test_zero_variance_groups_are_dropped_and_refilled():
     flat, moving = [1.0, 1.0], [0.0, 1.0]
     script = _ScriptedRounds([[flat, moving], [moving]], max_refill_rounds=3)
-    items, completions, timings, counts = script.trainer._rollouts()
+    batch = script.trainer._rollouts()
+    items, completions, timings, counts = batch.items, batch.completions, batch.timings, batch.dynamic
     assert script.asked == [2, 1] and [i.group for i in items] == [1, 2]
     assert counts == {"dynamic_sampling_rounds": 2.0, "dynamic_sampling_kept_groups": 2.0} and timings["generate_s"] == 2.0
     assert {c.group for c in completions} == {1, 2}
@@ -229,6 +230,38 @@ def test_zero_variance_groups_are_dropped_and_refilled():
 def test_nothing_informative_after_every_round_trains_on_the_first_batch():
     flat = [0.0, 0.0]
     script = _ScriptedRounds([[flat, flat], [flat, flat]], max_refill_rounds=2)
-    items, completions, _, counts = script.trainer._rollouts()
+    batch = script.trainer._rollouts()
+    items, completions, counts = batch.items, batch.completions, batch.dynamic
     assert script.asked == [2, 2] and [i.group for i in items] == [0, 1] and len(completions) == 4
     assert counts == {"dynamic_sampling_rounds": 2.0, "dynamic_sampling_kept_groups": 0.0}
+
+
+def test_reference_scores_from_ahead_are_used_by_key_and_the_rest_scored_now():
+    """`learner.separate_reference`: scores of the prefetched round are matched to completions by
+    (group, sample), so dynamic sampling's filtering keeps them; a refill's completions, and a
+    score of the wrong length, are scored now by the separate reference."""
+    from types import SimpleNamespace
+
+    from rft.trainer.rl import RLTrainer
+    from rft.types import PromptItem, TrainSample
+
+    item = PromptItem(uid="p", group=0, prompt_text="", images=[])
+    completions = [Completion(group=g, sample=s, token_ids=[1] * (s + 1), text="", logprobs=[], finish_reason="stop") for g, s in [(0, 0), (0, 1), (5, 0)]]
+    samples = [TrainSample(item, c.token_ids) for c in completions]
+    asked = []
+
+    class Scorer:
+        @staticmethod
+        def result(_pending):
+            return {(0, 0): [-0.5], (0, 1): [-1.0], (9, 9): [-9.0]}  # (0, 1) has 1 score for 2 tokens
+
+        @staticmethod
+        def logprobs(missing):
+            asked.append([len(s.completion_ids) for s in missing])
+            return [[-2.0] * len(s.completion_ids) for s in missing]
+
+    trainer = RLTrainer.__new__(RLTrainer)
+    trainer.workers = SimpleNamespace(reference=Scorer(), learners=None)
+    share = trainer._reference_logprobs(samples, completions, scoring="pending")
+    assert [s.ref_logprobs for s in samples] == [[-0.5], [-2.0, -2.0], [-2.0]]
+    assert asked == [[2, 1]] and share == pytest.approx(1 / 3)
