@@ -679,3 +679,10 @@ def rollout_max_model_len(requested: int | None, model_path: str) -> int:
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved configuration as plain Python values (Enums as their names)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def separate_reference(cfg: DictConfig, need_reference: bool) -> bool:
+    """The reference model in an actor of its own (`rft.learner.reference`): asked for, and a run
+    that has a reference (algo.beta > 0) and full fine-tuning (with LoRA the reference is the
+    learner's own model with its adapters off, nothing to move)."""
+    return bool(cfg.learner.get("separate_reference", False) and need_reference and not cfg.learner.lora.rank)

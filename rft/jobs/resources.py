@@ -54,7 +54,8 @@ def driver_demand(cfg: DictConfig) -> Resources:
 
 def workers_demand(cfg: DictConfig) -> Resources:
     """The most the run's placement groups hold at once."""
-    from rft.placement.workers import placement_bundles, separate_reference
+    from rft.config import separate_reference
+    from rft.placement.workers import placement_bundles
 
     def total(learners: bool, rollout: bool, reference: bool = False) -> Resources:
         return add(*placement_bundles(cfg, learners=learners, rollout=rollout, reference=reference))

@@ -84,7 +84,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rft.config import DEFAULT_MAX_MODEL_LEN
+from rft.config import DEFAULT_MAX_MODEL_LEN, separate_reference
 from rft.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ class Setup:
             vllm_in_process=is_deterministic(cfg) and not cfg.rollout.gpus_per_worker,
             shared_prefix=bool(cfg.learner.get("shared_prefix", False)),
             lora_rank=int(cfg.learner.lora.rank),
-            separate_reference=bool(cfg.learner.get("separate_reference", False) and cfg.algo.beta > 0 and not cfg.learner.lora.rank),
+            separate_reference=separate_reference(cfg, need_reference=float(cfg.algo.beta) > 0),
         )
 
     @property
@@ -474,10 +474,9 @@ def reference_memory(shape: ModelShape, setup: Setup, on_gpu: bool) -> dict[str,
     learners' autocast, which caches no casts of frozen weights), one layer's activations at a
     time (no autograd), the completion logits, and a learner's runtime."""
     tokens = max(setup.micro_batch_tokens, sequence_tokens(shape, setup))
-    layer = tokens * (42 * shape.hidden + 8 * shape.intermediate + 8 * shape.kv_width)
     return {
         "weights": 4 * shape.params,
-        "activations": layer + tokens * 3 * 4 * shape.hidden,
+        "activations": tokens * (layer_activation_bytes(shape) + 3 * 4 * shape.hidden),
         "logits": logit_bytes(shape, setup),
         "runtime": GPU_OVERHEAD["learner"] if on_gpu else CPU_BASELINE["learner"],
     }
@@ -504,12 +503,17 @@ def autocast_copy_bytes(shape: ModelShape, setup: Setup, trainable: int) -> int:
     return 2 * (trainable + base)
 
 
+def layer_activation_bytes(shape: ModelShape) -> int:
+    """One language layer's activations per token under bf16 autocast (see the module docstring)."""
+    return 42 * shape.hidden + 8 * shape.intermediate + 8 * shape.kv_width
+
+
 def activation_bytes(shape: ModelShape, setup: Setup) -> int:
     """Saved activations of one micro-batch (language model; the vision tower's too if trained)."""
     seq = sequence_tokens(shape, setup)
     tokens = max(setup.micro_batch_tokens, seq)
-    h, i = shape.hidden, shape.intermediate
-    per_layer = 42 * h + 8 * i + 8 * shape.kv_width
+    h = shape.hidden
+    per_layer = layer_activation_bytes(shape)
     scale = 1.0 if setup.bf16 else 1.6  # fp32: the bf16 matmul tensors double, the fp32 ones stay
     if checkpointing_on(shape, setup):
         text = tokens * (4 * h * shape.layers + per_layer)
@@ -642,7 +646,7 @@ def _actors(setup: Setup, shape: ModelShape, hardware: Hardware) -> tuple[list[A
         learners.append(ActorMemory(f"learner rank {rank}", "learner", terms, persistent, load=load))
     if setup.rl and setup.separate_reference:
         terms = reference_memory(shape, setup, learner_on_gpu)
-        load = {} if learner_on_gpu else {"weights": terms["weights"], "checkpoint pages": shape.checkpoint_element * shape.params, "runtime": terms["runtime"]}
+        load = {} if learner_on_gpu else learner_load_memory(shape, terms)  # the reference alone: no policy held
         learners.append(ActorMemory("reference", "reference", terms, sum(terms.values()), load=load))
     rollouts: list[ActorMemory] = []
     kv_tokens = None

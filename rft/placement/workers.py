@@ -107,13 +107,6 @@ def lora_settings(cfg: DictConfig) -> LoRASettings:
     return LoRASettings(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=tuple(lora.target_modules))
 
 
-def separate_reference(cfg: DictConfig, need_reference: bool) -> bool:
-    """The reference model in an actor of its own (`rft.learner.reference`): asked for, and a run
-    that has a reference (algo.beta > 0) and full fine-tuning (with LoRA the reference is the
-    learner's own model with its adapters off, nothing to move)."""
-    return bool(cfg.learner.separate_reference and need_reference and not cfg.learner.lora.rank)
-
-
 def _bundles(cfg: DictConfig, learners: bool, rollout: bool, reference: bool = False) -> tuple[list[dict[str, float]], list[int], list[int]]:
     """The placement group's bundles and which learner ranks and rollout workers take which; a
     separate reference (`reference`) takes the last bundle, one like a learner rank's."""

@@ -59,10 +59,11 @@ import torch
 from omegaconf import DictConfig
 
 from rft.algo import AlgoSettings, compute_advantages, filter_groups
+from rft.config import separate_reference
 from rft.data.splits import DataSplits
 from rft.errors import UserError
 from rft.learner.group import LearnerLost
-from rft.placement.workers import engine_settings, learner_settings, reference_settings, separate_reference, start_workers
+from rft.placement.workers import engine_settings, learner_settings, reference_settings, start_workers
 from rft.rollout.group import PendingGeneration
 from rft.tasks.prompting import Purpose, prompt_items, prompt_style
 from rft.tracking import make_tracker

@@ -71,7 +71,8 @@ def test_a_runs_core_sets_are_disjoint_while_overlapping_and_the_engines_share_o
 
 
 def test_a_separate_reference_takes_a_learner_like_bundle_last_and_the_rollout_workers_cores(monkeypatch):
-    from rft.placement.workers import _bundles, reference_settings, separate_reference
+    from rft.config import separate_reference
+    from rft.placement.workers import _bundles, reference_settings
 
     cfg = compose(["stage=rl", "learner.separate_reference=true", "learner.num_workers=2"])
     assert separate_reference(cfg, need_reference=True) and not separate_reference(cfg, need_reference=False)
