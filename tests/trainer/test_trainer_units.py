@@ -246,14 +246,14 @@ def test_reference_scores_from_ahead_are_used_by_key_and_the_rest_scored_now():
     from rft.types import PromptItem, TrainSample
 
     item = PromptItem(uid="p", group=0, prompt_text="", images=[])
-    completions = [Completion(group=g, sample=s, token_ids=[1] * (s + 1), text="", logprobs=[], finish_reason="stop") for g, s in [(0, 0), (0, 1), (5, 0)]]
+    completions = [Completion(group=g, sample=s, token_ids=[1] * (s + 1), text="", logprobs=[], finish_reason="stop") for g, s in [(0, 0), (0, 1), (0, 2), (5, 0)]]
     samples = [TrainSample(item, c.token_ids) for c in completions]
     asked = []
 
     class Scorer:
         @staticmethod
         def result(_pending):
-            return {(0, 0): [-0.5], (0, 1): [-1.0], (9, 9): [-9.0]}  # (0, 1) has 1 score for 2 tokens
+            return {(0, 0): [-0.5], (0, 1): [-1.0, -1.0], (0, 2): [-3.0], (9, 9): [-9.0]}  # (0, 2): 1 score for 3 tokens
 
         @staticmethod
         def logprobs(missing):
@@ -263,5 +263,5 @@ def test_reference_scores_from_ahead_are_used_by_key_and_the_rest_scored_now():
     trainer = RLTrainer.__new__(RLTrainer)
     trainer.workers = SimpleNamespace(reference=Scorer(), learners=None)
     share = trainer._reference_logprobs(samples, completions, scoring="pending")
-    assert [s.ref_logprobs for s in samples] == [[-0.5], [-2.0, -2.0], [-2.0]]
-    assert asked == [[2, 1]] and share == pytest.approx(1 / 3)
+    assert [s.ref_logprobs for s in samples] == [[-0.5], [-1.0, -1.0], [-2.0] * 3, [-2.0]]
+    assert asked == [[3, 1]] and share == pytest.approx(2 / 4)
