@@ -246,7 +246,9 @@ def test_reference_scores_from_ahead_are_used_by_key_and_the_rest_scored_now():
     from rft.types import PromptItem, TrainSample
 
     item = PromptItem(uid="p", group=0, prompt_text="", images=[])
-    completions = [Completion(group=g, sample=s, token_ids=[1] * (s + 1), text="", logprobs=[], finish_reason="stop") for g, s in [(0, 0), (0, 1), (0, 2), (5, 0)]]
+    completions = [
+        Completion(group=g, sample=s, token_ids=[1] * (s + 1), text="", logprobs=[], finish_reason="stop") for g, s in [(0, 0), (0, 1), (0, 2), (5, 0)]
+    ]
     samples = [TrainSample(item, c.token_ids) for c in completions]
     asked = []
 
